@@ -1,0 +1,3 @@
+from celestecli.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Compiled kernels (sources in pyx/celestecli/_kernels/)."""

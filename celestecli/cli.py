@@ -1,0 +1,86 @@
+"""The ``celeste`` command line: a click group whose subcommands live in celestecli.commands.
+
+This module only parses options, sets up logging and maps celeste's exceptions to exit codes
+(ARCHITECTURE.md 1): 0 success, 1 runtime error, 2 usage error, 3 partial failure.
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from celestecli import __version__
+from celestecli.errors import CelesteError, PartialFailure, UsageError
+from celestecli.logsetup import configure_logging
+
+
+@dataclass
+class AppContext:
+    """Options of the ``celeste`` group, handed to every subcommand."""
+
+    verbose: int
+    quiet: int
+    data_dir: Path
+
+
+class CelesteGroup(click.Group):
+    """A click group that turns celeste's exceptions into messages and exit codes."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from exc
+        except PartialFailure as exc:
+            click.echo(f"celeste: partial failure: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except CelesteError as exc:
+            click.echo(f"celeste: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _version_message() -> str:
+    from celestecli._kernels.openmp_info import openmp_enabled
+    from celestecli.threads import effective_threads
+
+    omp = "enabled" if openmp_enabled() else "disabled"
+    return (
+        f"celeste {__version__} (Python {sys.version.split()[0]})\n"
+        f"OpenMP: {omp}, threads available: {effective_threads()}"
+    )
+
+
+def _print_version(ctx, _param, value):
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_message())
+        ctx.exit(0)
+
+
+@click.group(cls=CelesteGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show version, OpenMP status and threads; exit.")
+@click.option("-v", "--verbose", count=True, help="More log output (repeatable).")
+@click.option("-q", "--quiet", count=True, help="Less log output (repeatable).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="CELESTE_DATA_DIR", default=Path("sdss"), show_default=True,
+              help="Local SDSS data directory (env CELESTE_DATA_DIR).")
+@click.pass_context
+def main(ctx, verbose, quiet, data_dir):
+    """celeste: build astronomical catalogs from SDSS images by variational inference.
+
+    FIELD arguments are RUN/CAMCOL/FIELD or RUN-CAMCOL-FIELD (e.g. 4263/5/119); use
+    --fields FILE or '-' to read one field per line from a file or stdin.
+    """
+    configure_logging(verbose, quiet)
+    ctx.obj = AppContext(verbose=verbose, quiet=quiet, data_dir=data_dir)
+
+
+def _register_commands() -> None:
+    from celestecli.commands import ALL_COMMANDS
+
+    for command in ALL_COMMANDS:
+        main.add_command(command)
+
+
+_register_commands()

@@ -1,0 +1,3 @@
+"""SDSS specifics: file layout (local and on the SAS), downloads, and readers."""
+
+BANDS = "ugriz"
