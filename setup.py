@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 PYX_ROOT = Path("pyx")
@@ -105,6 +105,9 @@ directives = {
 }
 
 setup(
+    # The top-level data/ folder (model constants as tables) is installed as celestecli.data.
+    packages=find_packages(include=["celestecli", "celestecli.*"]) + ["celestecli.data"],
+    package_dir={"celestecli.data": "data"},
     ext_modules=cythonize(
         _extensions(),
         include_path=[str(PYX_ROOT)],

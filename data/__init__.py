@@ -1,0 +1,1 @@
+"""Model constants as tables (installed as celestecli.data); see README in this folder."""
