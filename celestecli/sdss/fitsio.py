@@ -81,7 +81,7 @@ class FitsFile:
     def image(self, index: int, what: str, ndim: int) -> np.ndarray:
         """Image data of HDU ``index`` as a numeric array with ``ndim`` dimensions."""
         data = self._data(index, what)
-        if not isinstance(self.hdus[index], fits.hdu.image._ImageBaseHDU) or data is None:
+        if not isinstance(self.hdus[index], fits.PrimaryHDU | fits.ImageHDU) or data is None:
             raise self.error(f"HDU {index} ({what}) is not an image with data")
         if data.ndim != ndim or data.size == 0 or data.dtype.kind not in "fiu":
             raise self.error(
