@@ -2,39 +2,38 @@
 
 The frame holds sky-subtracted pixels in nanomaggies; the sky is a coarse grid in data
 numbers with per-column / per-row fractional grid coordinates.  For every pixel the sky is
-interpolated bilinearly (standard weights, indices clamped to the grid), converted to
-nanomaggies with the column's calibration, and the pixel becomes
+interpolated bilinearly (standard weights, coordinates clamped to the grid, i.e. constant
+extrapolation), converted to nanomaggies with the column's calibration, and the pixel becomes
 ``electrons = gain / calib[x] * (image + sky)``.  NaN (masked) pixels stay NaN.
 """
 
 from cython.parallel cimport prange
 from libc.math cimport floor, NAN
 
-from celestecli._kernels._openmp cimport omp_get_max_threads
-
 
 cdef inline double interp_sky(const float[:, ::1] allsky, double gx, double gy) noexcept nogil:
-    """Bilinear interpolation of the coarse sky at grid coordinates (gx, gy), clamped."""
+    """Bilinear interpolation of the coarse sky at grid coordinates (gx, gy), clamped.
+
+    Clamping the coordinates (not the indices) before the cast keeps the cast defined for any
+    finite input; the caller guarantees finite coordinates.
+    """
     cdef Py_ssize_t ny = allsky.shape[0], nx = allsky.shape[1]
-    cdef double fx0 = floor(gx), fy0 = floor(gy)
-    cdef double tx = gx - fx0, ty = gy - fy0
-    cdef Py_ssize_t x0 = <Py_ssize_t>fx0, y0 = <Py_ssize_t>fy0
-    cdef Py_ssize_t x1 = x0 + 1, y1 = y0 + 1
-    # Constant extrapolation outside the grid: clamp both corners to the edge.
-    if x0 < 0:
-        x0 = 0
-        x1 = 0
-    if x1 > nx - 1:
-        x1 = nx - 1
-        if x0 > nx - 1:
-            x0 = nx - 1
-    if y0 < 0:
-        y0 = 0
-        y1 = 0
-    if y1 > ny - 1:
-        y1 = ny - 1
-        if y0 > ny - 1:
-            y0 = ny - 1
+    cdef Py_ssize_t x0, y0, x1, y1
+    cdef double tx, ty
+    if gx < 0.0:
+        gx = 0.0
+    elif gx > nx - 1:
+        gx = nx - 1
+    if gy < 0.0:
+        gy = 0.0
+    elif gy > ny - 1:
+        gy = ny - 1
+    x0 = <Py_ssize_t>floor(gx)
+    y0 = <Py_ssize_t>floor(gy)
+    x1 = x0 + 1 if x0 + 1 < nx else x0
+    y1 = y0 + 1 if y0 + 1 < ny else y0
+    tx = gx - x0
+    ty = gy - y0
     return ((1.0 - ty) * ((1.0 - tx) * allsky[y0, x0] + tx * allsky[y0, x1])
             + ty * ((1.0 - tx) * allsky[y1, x0] + tx * allsky[y1, x1]))
 
@@ -48,10 +47,20 @@ def frame_to_electrons(const float[:, ::1] image,    # IN  (ny, nx) nanomaggies,
                        float[:, ::1] electrons,      # OUT (ny, nx) electrons
                        float[:, ::1] sky_nmgy,       # OUT (ny, nx) sky in nanomaggies
                        int n_threads):
-    """Fill ``electrons`` and ``sky_nmgy`` for one frame (shapes checked by the caller)."""
+    """Fill ``electrons`` and ``sky_nmgy`` for one frame.
+
+    The caller guarantees finite ``xinterp``/``yinterp`` and ``calib > 0``; shapes are checked
+    here because the loop runs without bounds checks.
+    """
     cdef Py_ssize_t ny = image.shape[0], nx = image.shape[1]
     cdef Py_ssize_t y, x
     cdef double sky, pix
+    if (calib.shape[0] != nx or xinterp.shape[0] != nx or yinterp.shape[0] != ny
+            or electrons.shape[0] != ny or electrons.shape[1] != nx
+            or sky_nmgy.shape[0] != ny or sky_nmgy.shape[1] != nx):
+        raise ValueError("frame_to_electrons: array shapes do not match the image")
+    if allsky.shape[0] < 1 or allsky.shape[1] < 1:
+        raise ValueError("frame_to_electrons: empty sky grid")
     if n_threads < 1:
         n_threads = 1
     for y in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
