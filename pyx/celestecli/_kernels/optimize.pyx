@@ -79,7 +79,7 @@ cdef int solve_subproblem(const double* g, const double* h, double radius, int n
                           double* s, bint* interior, double* work) noexcept nogil:
     """Nearly exact trust-region subproblem min g^T s + s^T H s / 2, |s| <= radius (N&W 4.3).
 
-    ``work`` needs 3 n^2 + 4 n doubles.  Returns 0, or a LAPACK failure code.
+    ``work`` needs 3 n^2 + 6 n doubles.  Returns 0, or a LAPACK failure code.
     """
     cdef double* Q = work                  # eigenvectors (column-major = row-major of H^T = H)
     cdef double* lam = work + n * n
@@ -87,7 +87,7 @@ cdef int solve_subproblem(const double* g, const double* h, double radius, int n
     cdef double* R = q + n
     cdef double* w = R + n * n
     cdef double* lwork_buf = w + n
-    cdef int info = 0, lwork = n * n, one = 1, i, j, it, mult
+    cdef int info = 0, lwork = n * n + 2 * n, one = 1, i, j, it, mult
     cdef double lam_lb, lam_c, lam_prev, p2, tau, sn, wn, delta_lam
     cdef char jobz = b'V', uplo = b'U'
     memcpy(Q, h, n * n * sizeof(double))
@@ -166,7 +166,7 @@ cdef int trust_region_minimize(objective_fn fun, void* ctx, double* x, int n,
     """Minimise fun from x (overwritten by the result).  Returns an OPT_* code."""
     if n > MAX_N:
         return OPT_FAILED
-    cdef double* buf = <double*>malloc((4 * n * n + 10 * n + 3 * n * n + 4 * n) * sizeof(double))
+    cdef double* buf = <double*>malloc((2 * n * n + 4 * n + 3 * n * n + 6 * n) * sizeof(double))
     if buf == NULL:
         return OPT_FAILED
     cdef double* g = buf

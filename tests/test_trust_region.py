@@ -1,0 +1,107 @@
+"""The nogil trust-region Newton solver against scipy's trust-exact on small problems."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.optimize._trustregion_exact as trust_exact
+
+from celestecli._kernels.optimize import trust_region
+from celestecli.infer.settings import ELBO_TRUST_REGION
+
+
+def rosenbrock(x):
+    return (scipy.optimize.rosen(x), scipy.optimize.rosen_der(x), scipy.optimize.rosen_hess(x))
+
+
+def quartic(x):
+    """A non-convex quartic with an indefinite Hessian near the start."""
+    a = np.array([[3.0, 1.0, 0.0], [1.0, -2.0, 0.5], [0.0, 0.5, 1.0]])
+    f = 0.25 * np.sum(x**4) + 0.5 * x @ a @ x + x[0]
+    g = x**3 + a @ x + np.array([1.0, 0.0, 0.0])
+    h = np.diag(3 * x**2) + a
+    return f, g, h
+
+
+class RecordingObjective:
+    """Remember every distinct point the optimizer evaluates."""
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.points = []
+
+    def __call__(self, x):
+        x = np.array(x, dtype=float)
+        if not self.points or not np.array_equal(self.points[-1], x):
+            self.points.append(x)
+        return self.fun(x)
+
+
+class ExactSubproblem(trust_exact.IterativeSubproblem):
+    """scipy's subproblem solver with tight tolerances (its defaults stop 10-20 % off)."""
+
+    def __init__(self, x, fun, jac, hess, hessp=None, k_easy=1e-12, k_hard=1e-12):
+        super().__init__(x, fun, jac, hess, hessp, k_easy=k_easy, k_hard=k_hard)
+
+
+@pytest.mark.parametrize("fun,x0", [
+    (rosenbrock, np.array([-1.2, 1.0])),
+    (rosenbrock, np.array([-1.0, 1.5, 0.5, -0.5])),
+    (quartic, np.array([0.3, 0.2, -0.4])),
+])
+def test_iterates_agree_with_scipy_trust_exact(fun, x0, monkeypatch):
+    monkeypatch.setattr(trust_exact, "IterativeSubproblem", ExactSubproblem)
+    theirs = RecordingObjective(lambda x: fun(x)[0])
+    scipy.optimize.minimize(theirs, x0, method="trust-exact", jac=lambda x: fun(x)[1],
+                            hess=lambda x: fun(x)[2],
+                            options=dict(initial_trust_radius=1.0, eta=0.15, gtol=1e-10))
+    ours = RecordingObjective(fun)
+    settings = dict(ELBO_TRUST_REGION, eta=0.15, x_tol=0.0, f_tol=0.0, g_tol=1e-10,
+                    max_iter=200, shrink_to_step=False)   # scipy's rules
+    x, f, code, n_iter, n_eval = trust_region(ours, x0, settings)
+    assert code == 0
+    n = min(len(theirs.points), len(ours.points))
+    assert n >= 8
+    for mine, scipys in zip(ours.points[:n], theirs.points[:n], strict=True):
+        np.testing.assert_allclose(mine, scipys, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(x, scipy.optimize.minimize(
+        lambda x: fun(x)[0], x0, method="trust-exact", jac=lambda x: fun(x)[1],
+        hess=lambda x: fun(x)[2], options=dict(gtol=1e-10)).x, atol=1e-6)
+
+
+def test_rejected_step_shrinks_radius_to_a_quarter_of_the_step():
+    """The fixed rule: after a poor step the radius is 1/4 of that step's length."""
+    radii = []
+
+    def fun(x):
+        return rosenbrock(x)
+
+    recorder = RecordingObjective(fun)
+    settings = dict(ELBO_TRUST_REGION, initial_radius=10.0, x_tol=0.0, f_tol=0.0, g_tol=1e-10,
+                    max_iter=200)
+    x, f, code, *_ = trust_region(recorder, np.array([-1.2, 1.0]), settings)
+    assert code == 0
+    np.testing.assert_allclose(x, [1.0, 1.0], atol=1e-6)
+    # from (-1.2, 1) the 10-wide first step is rejected; the next trial is within 1/4 of it
+    first, second = recorder.points[1] - recorder.points[0], recorder.points[2] - recorder.points[0]
+    radii.extend([np.linalg.norm(first), np.linalg.norm(second)])
+    assert rosenbrock(recorder.points[1])[0] > rosenbrock(recorder.points[0])[0]
+    assert radii[1] <= 0.25 * radii[0] * (1 + 1e-12)
+
+
+def test_function_never_increases_and_failure_is_reported():
+    values = []
+
+    def fun(x):
+        f, g, h = quartic(x)
+        values.append(f)
+        return f, g, h
+
+    x, f, code, n_iter, n_eval = trust_region(fun, np.array([2.0, -1.0, 1.0]), ELBO_TRUST_REGION)
+    assert code == 0 and f <= values[0]
+    assert n_eval == len(values)
+
+    def broken(x):
+        raise FloatingPointError("non-finite")
+
+    *_, code, n_iter, n_eval = trust_region(broken, np.zeros(3), ELBO_TRUST_REGION)
+    assert code == 2
