@@ -64,7 +64,8 @@ class Fault:
     """A fault served for files whose name matches ``pattern`` (fnmatch), ``times`` times.
 
     kinds: ``status`` (answer ``status`` with ``retry_after``), ``drop`` (send the headers
-    and half the body, then close), ``short`` (a body ``missing`` bytes shorter than its
+    and half the body, then close), ``stall`` (the same, but wait ``stall`` seconds before
+    closing), ``short`` (a body ``missing`` bytes shorter than its
     Content-Length, then close), ``ignore_range`` (answer 200 with the whole body even to a
     Range request), ``corrupt`` (a bz2/gzip payload with flipped bytes in the middle).
     """
@@ -75,6 +76,7 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     missing: int = 1000
+    stall: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -185,15 +187,15 @@ def _handler_class(server: SASServer):
                 headers = {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
             else:
                 status, payload, headers = HTTPStatus.OK, body, {}
-            if kind == "drop":
-                return self._reply(path, status, payload, headers,
-                                   send=len(payload) // 2)
+            if kind in ("drop", "stall"):
+                return self._reply(path, status, payload, headers, send=len(payload) // 2,
+                                   stall=fault.stall)
             if kind == "short":
                 return self._reply(path, status, payload, headers,
                                    send=max(0, len(payload) - fault.missing))
             return self._reply(path, status, payload, headers)
 
-        def _reply(self, path, status, payload, headers=None, send=None):
+        def _reply(self, path, status, payload, headers=None, send=None, stall=0.0):
             server._log(path, self.headers, int(status))
             self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))
@@ -207,6 +209,7 @@ def _handler_class(server: SASServer):
             # A broken transfer: part of the body, then the connection goes away.
             self.wfile.write(payload[:send])
             self.wfile.flush()
+            time.sleep(stall)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
 

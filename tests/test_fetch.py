@@ -140,7 +140,8 @@ def test_transient_errors_are_retried_honouring_retry_after(sas, tmp_path):
 def test_broken_transfers_resume_with_range(sas, tmp_path):
     sas.add_fault(FRAME_R, "drop")
     sas.add_fault(PSFIELD, "short", missing=1000)
-    result = fetch(tmp_path, sas, FIELD, "--bands", "r")
+    sas.add_fault("photoField-*", "stall", stall=3.0)  # half the body, then silence
+    result = fetch(tmp_path, sas, FIELD, "--bands", "r", "--timeout", "1")
     assert result.returncode == 0, result.stderr
     assert_fetched(tmp_path, sas, "r")
     frame_len = len(sas.content(DR17 + expected_files("r")["2583/2/136/" + FRAME_R]))
@@ -149,7 +150,9 @@ def test_broken_transfers_resume_with_range(sas, tmp_path):
     assert second.status == 206
     first, second = sas.gets(PSFIELD)
     assert second.range == f"bytes={(SDSS / FIELD / PSFIELD).stat().st_size - 1000}-"
-    assert "connection closed after" in result.stderr
+    photofield_len = (SDSS / "2583/2/photoField-002583-2.fits").stat().st_size
+    assert [g.range for g in sas.gets("photoField-*")] == [None, f"bytes={photofield_len // 2}-"]
+    assert "connection closed after" in result.stderr and "timed out" in result.stderr
 
 
 def test_server_ignoring_range_restarts_cleanly(sas, tmp_path):
@@ -184,7 +187,7 @@ def test_missing_field_among_two_is_a_partial_failure(sas, tmp_path):
     assert_fetched(tmp_path, sas, "r")
     assert not (tmp_path / "2583/2/137").exists()
     assert "4 of 9 failed" in result.stderr  # photoField is shared by the camcol's fields
-    assert "field 2583/2/137: HTTP 404" in result.stderr
+    assert "field 2583/2/137: HTTP 404 Not Found (not in DR17" in result.stderr
     assert f"{sas.base_url}/dr17/eboss/photoObj/frames/301/2583/2/frame-r-002583-2-0137.fits.bz2" \
         in result.stderr
     assert len(sas.gets("*-0137.*")) == 4  # 404 is not retried
@@ -203,12 +206,15 @@ def test_part_files_of_an_interrupted_run_are_resumed_or_discarded(sas, tmp_path
     frame = sas.content(DR17 + expected_files("r")["2583/2/136/" + FRAME_R])
     (field_dir / (FRAME_R + ".part")).write_bytes(frame[:1_000_000])
     (field_dir / (PSFIELD + ".part")).write_bytes(b"garbage " * 625)  # not a psField prefix
+    photoobj = "photoObj-002583-2-0136.fits"
+    (field_dir / (photoobj + ".part")).write_bytes(bytes(9000))  # longer than the file
     result = fetch(tmp_path, sas, FIELD, "--bands", "r")
     assert result.returncode == 0, result.stderr
     assert local_files(tmp_path) == set(expected_files("r"))
     assert_fetched(tmp_path, sas, "r")
     assert [(g.range, g.status) for g in sas.gets(FRAME_R)] == [("bytes=1000000-", 206)]
     assert [(g.range, g.status) for g in sas.gets(PSFIELD)] == [("bytes=5000-", 206), (None, 200)]
+    assert [(g.range, g.status) for g in sas.gets(photoobj)] == [("bytes=9000-", 416), (None, 200)]
     assert "corrupt" in result.stderr
 
 

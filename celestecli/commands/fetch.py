@@ -112,9 +112,15 @@ def fetch_command(app, field_tokens, fields_file, release, base_url, bands, jobs
     log.info("fetch: %d downloaded (%.1f MB), %d skipped, %d failed, in %.1f s",
              counts["downloaded"], nbytes / 1e6, counts["skipped"], counts["failed"],
              time.monotonic() - started)
-    failures = {o.transfer.url: f"{o.transfer.label}: {o.error.problem}"
+    failures = {o.transfer.url: _explain(o.transfer, o.error.problem, release)
                 for o in outcomes if o.status == "failed"}
     if len(failures) == len(outcomes):
         raise AllFailed(failures, len(outcomes))
     if failures:
         raise PartialFailure(failures, len(outcomes))
+
+
+def _explain(t: Transfer, problem: str, release: int) -> str:
+    if problem.startswith("HTTP 404"):
+        problem += f" (not in DR{release} on this server)"
+    return f"{t.label}: {problem}"

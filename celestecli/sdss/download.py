@@ -292,7 +292,7 @@ class Downloader:
                 if self._stop.is_set():
                     raise _Interrupted
                 try:
-                    chunk = response.read(CHUNK_BYTES)
+                    chunk = response.read1(CHUNK_BYTES)  # what has arrived: a stall loses nothing
                 except (OSError, http.client.HTTPException) as exc:
                     raise _Retryable(f"connection error after {received} bytes: "
                                      f"{_describe(exc)}") from None
