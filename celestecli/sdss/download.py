@@ -238,7 +238,7 @@ class Downloader:
             if attempt == tries:
                 break
             wait = self.policy.wait(attempt, retry_after)
-            log.warning("%s: %s; try %d of %d in %.2g s", t.url, problem, attempt + 1, tries, wait)
+            log.warning("%s: %s; try %d of %d in %.3g s", t.url, problem, attempt + 1, tries, wait)
             if self._stop.wait(wait):
                 raise _Interrupted
         raise DownloadError(t.url, f"{problem} (gave up after {tries} tries)")
