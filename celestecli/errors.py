@@ -40,10 +40,8 @@ class DownloadError(CelesteError, OSError):
         super().__init__(f"{url}: {problem}")
 
 
-class PartialFailure(CelesteError):
-    """Some work items failed while the others succeeded (exit 3)."""
-
-    exit_code = EXIT_PARTIAL
+class BatchFailure(CelesteError):
+    """Some work items of a batch failed; lists each with its reason."""
 
     def __init__(self, failures: dict[str, str], n_total: int):
         self.failures = dict(failures)
@@ -51,6 +49,16 @@ class PartialFailure(CelesteError):
         lines = [f"{len(failures)} of {n_total} failed:"]
         lines += [f"  {name}: {why}" for name, why in failures.items()]
         super().__init__("\n".join(lines))
+
+
+class PartialFailure(BatchFailure):
+    """Some work items failed while the others succeeded (exit 3)."""
+
+    exit_code = EXIT_PARTIAL
+
+
+class AllFailed(BatchFailure):
+    """Every work item of a batch failed (exit 1)."""
 
 
 class KernelError(CelesteError, RuntimeError):

@@ -39,6 +39,12 @@ class SDSSFile:
         """Path of this file under the local layout."""
         return local_dir(data_dir, self.fid, self.kind) / self.name
 
+    def local_variants(self, data_dir: Path) -> list[Path]:
+        """Every local path this file may have: plain, ``.bz2`` or ``.gz`` (as find_local)."""
+        folder = local_dir(data_dir, self.fid, self.kind)
+        name = base_name(self.fid, self.kind, self.band)
+        return [folder / (name + suffix) for suffix in COMPRESSED_SUFFIXES]
+
 
 def release_root(release: int) -> str:
     """``dr12/boss`` for DR8-DR12, ``dr17/eboss`` for DR13-DR17."""
