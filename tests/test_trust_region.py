@@ -39,8 +39,8 @@ class RecordingObjective:
 class ExactSubproblem(trust_exact.IterativeSubproblem):
     """scipy's subproblem solver with tight tolerances (its defaults stop 10-20 % off)."""
 
-    def __init__(self, x, fun, jac, hess, hessp=None, k_easy=1e-12, k_hard=1e-12):
-        super().__init__(x, fun, jac, hess, hessp, k_easy=k_easy, k_hard=k_hard)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **dict(kwargs, k_easy=1e-12, k_hard=1e-12))
 
 
 @pytest.mark.parametrize("fun,x0", [
@@ -68,24 +68,26 @@ def test_iterates_agree_with_scipy_trust_exact(fun, x0, monkeypatch):
         hess=lambda x: fun(x)[2], options=dict(gtol=1e-10)).x, atol=1e-6)
 
 
-def test_rejected_step_shrinks_radius_to_a_quarter_of_the_step():
-    """The fixed rule: after a poor step the radius is 1/4 of that step's length."""
-    radii = []
+def hyperbola(x):
+    """sqrt(1 + x^2): convex but nearly flat far out, so Newton steps overshoot."""
+    r = np.sqrt(1.0 + x @ x)
+    return r, x / r, (np.eye(len(x)) - np.outer(x, x) / r**2) / r
 
-    def fun(x):
-        return rosenbrock(x)
 
-    recorder = RecordingObjective(fun)
-    settings = dict(ELBO_TRUST_REGION, initial_radius=10.0, x_tol=0.0, f_tol=0.0, g_tol=1e-10,
-                    max_iter=200)
-    x, f, code, *_ = trust_region(recorder, np.array([-1.2, 1.0]), settings)
-    assert code == 0
-    np.testing.assert_allclose(x, [1.0, 1.0], atol=1e-6)
-    # from (-1.2, 1) the 10-wide first step is rejected; the next trial is within 1/4 of it
-    first, second = recorder.points[1] - recorder.points[0], recorder.points[2] - recorder.points[0]
-    radii.extend([np.linalg.norm(first), np.linalg.norm(second)])
-    assert rosenbrock(recorder.points[1])[0] > rosenbrock(recorder.points[0])[0]
-    assert radii[1] <= 0.25 * radii[0] * (1 + 1e-12)
+@pytest.mark.parametrize("shrink_to_step,expected_second_step", [(True, 0.25 * 30.0),
+                                                                   (False, 0.25 * 100.0)])
+def test_rejected_interior_step_shrinks_radius(shrink_to_step, expected_second_step):
+    """From x = 3 the Newton step is -30 (interior for radius 100) and is rejected; the fixed
+    rule shrinks the radius to a quarter of that step, Optim 0.7-0.10 to a quarter of 100."""
+    recorder = RecordingObjective(hyperbola)
+    settings = dict(ELBO_TRUST_REGION, initial_radius=100.0, max_radius=1e3, x_tol=0.0,
+                    f_tol=0.0, g_tol=1e-10, shrink_to_step=shrink_to_step)
+    x, f, code, *_ = trust_region(recorder, np.array([3.0]), settings)
+    first, second = (np.linalg.norm(p - recorder.points[0]) for p in recorder.points[1:3])
+    np.testing.assert_allclose(first, 30.0, rtol=1e-12)
+    assert hyperbola(recorder.points[1])[0] > hyperbola(recorder.points[0])[0]
+    np.testing.assert_allclose(second, min(expected_second_step, 30.0), rtol=1e-9)
+    assert code == 0 and abs(x[0]) < 1e-6
 
 
 def test_function_never_increases_and_failure_is_reported():
