@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from shared_data import SDSS, shared
 
 from celestecli.errors import InputFileError
 from celestecli.fields import FieldID
@@ -22,18 +23,9 @@ from celestecli.sdss.photofield import read_photofield
 from celestecli.sdss.photoobj import read_photoobj
 from celestecli.sdss.psfield import read_psfield
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SDSS = DATA / "sdss"
 M2 = FieldID(2583, 2, 136)
 CUTOUT = FieldID(1000, 1, 100)
 CLASSIC = FieldID(3900, 6, 269)
-
-
-def shared(relpath: str) -> Path:
-    path = DATA / relpath
-    if not path.is_file():
-        pytest.skip(f"../shared/data not found: {path}")
-    return path
 
 
 def link_field(tmp: Path, fid: FieldID, names: list[str]) -> Path:
