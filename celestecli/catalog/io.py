@@ -118,12 +118,16 @@ def catalog_hdu(table: Table) -> fits.BinTableHDU:
 
 def _write_fits(table: Table, fh, provenance: Provenance, compress: bool) -> None:
     hdul = fits.HDUList([provenance.primary_hdu(), catalog_hdu(table), provenance.inputs_hdu()])
+    # Checksum comments carry no clock time (astropy's default), so rewriting the same content
+    # changes only the primary header: DATE and the CHECKSUM over it.
+    for hdu in hdul:
+        hdu.add_checksum(when="checksum of this HDU")
     if compress:
         # mtime=0 and no file name: the same content gives the same bytes
         with gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz:
-            hdul.writeto(gz, checksum=True)
+            hdul.writeto(gz)
     else:
-        hdul.writeto(fh, checksum=True)
+        hdul.writeto(fh)
 
 
 def _write_text(table: Table, fh, fmt: str, provenance: Provenance) -> None:

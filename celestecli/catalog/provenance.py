@@ -40,22 +40,26 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input of a catalog: its path, SHA-256, source URL (if downloaded) and ``via``.
+    """One input of a catalog: path, SHA-256, source URL (if downloaded), ``via`` and ``note``.
 
     ``via`` is empty for a direct input; for inputs inherited from an input catalog (merge) it
-    names that catalog.
+    names that catalog. ``note`` says how the input itself was made, when known.
     """
 
     path: str
     sha256: str
     url: str = ""
     via: str = ""
+    note: str = ""
 
     @classmethod
-    def of(cls, path, url: str = "", via: str = "") -> "InputFile":
+    def of(cls, path, url: str = "", via: str = "", note: str = "") -> "InputFile":
         """Describe an existing file, hashing it; the path is stored absolute."""
         p = Path(path).resolve()
-        return cls(str(p), sha256_file(p), url, via)
+        return cls(str(p), sha256_file(p), url, via, note)
+
+
+_INPUT_FIELDS = ("path", "sha256", "url", "via", "note")
 
 
 def dependency_versions() -> list[tuple[str, str]]:
@@ -117,7 +121,8 @@ class Provenance:
         hdr = fits.Header()
         hdr["CELESTEV"] = (self.version, "celeste version")
         hdr["DATE"] = (self.date, "UTC date of writing")
-        hdr["CMDLINE"] = (self.command_line, "command line")
+        # no comments on cards whose string value may be long: astropy would truncate them
+        hdr["CMDLINE"] = self.command_line
         if self.release is not None:
             hdr["SDSSDR"] = (self.release, "SDSS data release")
         if self.rerun is not None:
@@ -129,7 +134,7 @@ class Provenance:
             hdr["FIELD"] = (int(fld), "SDSS field")
         hdr["NFIELDS"] = (len(self.fields), "number of SDSS fields")
         if self.fields:
-            hdr["FIELDS"] = (",".join(self.fields), "fields RUN/CAMCOL/FIELD")
+            hdr["FIELDS"] = ",".join(self.fields)
         for key, value, comment in (
             ("NTHREADS", self.n_threads, "kernel threads per process"),
             ("NPROCS", self.n_procs, "worker processes"),
@@ -148,9 +153,8 @@ class Provenance:
         return fits.PrimaryHDU(header=hdr)
 
     def inputs_hdu(self) -> fits.BinTableHDU:
-        """The ``INPUTS`` table HDU: path, sha256, url, via (one row per input file)."""
-        cols = {name: [getattr(f, name) for f in self.inputs]
-                for name in ("path", "sha256", "url", "via")}
+        """The ``INPUTS`` table HDU: path, sha256, url, via, note (one row per input file)."""
+        cols = {name: [getattr(f, name) for f in self.inputs] for name in _INPUT_FIELDS}
         table = Table({name: np.array(vals, dtype=str) if vals else np.array([], dtype="U1")
                        for name, vals in cols.items()})
         hdu = fits.table_to_hdu(table)
@@ -170,7 +174,7 @@ class Provenance:
         if inputs is not None:
             for row in inputs:
                 files.append(InputFile(*(str(row[c]) if c in inputs.colnames else ""
-                                         for c in ("path", "sha256", "url", "via"))))
+                                         for c in _INPUT_FIELDS)))
         extra = {k: header[k] for k in header if _valid_extra_key(k)}
         return cls(
             command_line=str(header.get("CMDLINE", "")),
@@ -204,9 +208,8 @@ class Provenance:
             if value is not None:
                 meta[key] = value
         meta["dependencies"] = {name: ver for name, ver in self.dependencies}
-        meta["inputs"] = [
-            {"path": f.path, "sha256": f.sha256, "url": f.url, "via": f.via} for f in self.inputs
-        ]
+        meta["inputs"] = [{name: getattr(f, name) for name in _INPUT_FIELDS}
+                          for f in self.inputs]
         if self.history:
             meta["history"] = list(self.history)
         if self.extra:
@@ -226,8 +229,8 @@ class Provenance:
             n_procs=p.get("n_procs"),
             openmp=p.get("openmp"),
             seed=p.get("seed"),
-            inputs=[InputFile(d.get("path", ""), d.get("sha256", ""), d.get("url", ""),
-                              d.get("via", "")) for d in p.get("inputs", [])],
+            inputs=[InputFile(*(str(d.get(name, "")) for name in _INPUT_FIELDS))
+                    for d in p.get("inputs", [])],
             history=list(p.get("history", [])),
             extra=dict(p.get("extra", {})),
             date=p.get("date", ""),

@@ -1,6 +1,7 @@
 """One module per ``celeste`` subcommand; each exposes a click command."""
 
 from celestecli.commands.fields_cmd import fields_command
+from celestecli.commands.merge import merge_command
 from celestecli.commands.validate import validate_command
 
-ALL_COMMANDS = [fields_command, validate_command]
+ALL_COMMANDS = [fields_command, merge_command, validate_command]
