@@ -417,3 +417,31 @@ def test_unreadable_truth_is_named(tmp_path):
     bad.write_bytes(b"SIMPLE  = not really a FITS file")
     with pytest.raises(InputFileError, match="truth.fits"):
         read_scorable(bad)
+
+
+def test_our_fits_catalog_scored_against_coadd_truth(tmp_path):
+    """A catalog written by our writer, offset by half a pixel, through the real sky match."""
+    truth = read_scorable(shared("truth/coadd_for_4263_5_119.fit")).table
+    keep = np.flatnonzero(np.isfinite(truth["flux_r_nmgy"]))[::2]
+    cat = empty_catalog(keep.size)
+    for col in ("ra", "is_star", "flux_r_nmgy", "color_ug", "color_gr", "color_ri", "color_iz",
+                "gal_frac_dev", "gal_axis_ratio", "gal_radius_px", "gal_angle_deg"):
+        cat[col] = truth[col][keep]
+    cat["dec"] = truth["dec"][keep] + 0.5 * 0.396 / 3600
+    cat["flux_r_nmgy"] *= 1.1
+    path = tmp_path / "ours.fits"
+    write_catalog(cat, path)
+    result = invoke("validate", path, "--truth", shared("truth/coadd_for_4263_5_119.fit"),
+                    "--json", "--bootstrap", 0)
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["matching"]["matched_rows"] >= keep.size  # neighbours may share a source
+    scores = {s["metric"]: s["catalogs"]["ours"]["mean"] for s in out["scores"]}
+    assert scores["missed_stars"] == 0 and scores["gal_axis_ratio"] < 0.05
+    assert scores["position"] == pytest.approx(0.5, abs=0.05)
+    exact = validate(read_scorable(shared("truth/coadd_for_4263_5_119.fit")),
+                     [read_scorable(path)], n_boot=0)
+    own = np.isin(exact.match.truth_rows, keep)  # rows matched to their own copy
+    np.testing.assert_allclose(exact.errors[0]["position"][own], 0.5, rtol=1e-6)
+    np.testing.assert_allclose(exact.errors[0]["flux_r_nmgy"][own],
+                               0.1 * exact.matched_truth["flux_r_nmgy"][own], rtol=1e-12)

@@ -116,7 +116,7 @@ def validation_plots(v, outdir) -> list[Path]:
     ax.invert_xaxis()
     ax.set_xlabel("RA (deg)")
     ax.set_ylabel("Dec (deg)")
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     written.append(_save(fig, outdir / "misses.png"))
     return written
 
@@ -159,6 +159,6 @@ def detection_plots(d, name: str, outdir) -> list[Path]:
     ax.set_xlabel("x (r-frame column)")
     ax.set_ylabel("y (r-frame row)")
     ax.set_aspect("equal")
-    ax.legend(fontsize=8, loc="upper right")
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     written.append(_save(fig, outdir / f"detection-{stem}-positions.png"))
     return written
