@@ -46,6 +46,10 @@ class CatalogEntries:
     def __len__(self) -> int:
         return self.objid.size
 
+    def subset(self, index) -> "CatalogEntries":
+        """The entries selected by an index array or boolean mask."""
+        return type(self)(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
     @classmethod
     def empty(cls) -> "CatalogEntries":
         shapes = {"star_flux": (0, 5), "gal_flux": (0, 5)}

@@ -1,0 +1,168 @@
+"""Infer one field: load it, initialise, build the problem, sweep, and make its catalog.
+
+The sequence of MODEL.md 5.10 for one SDSS field (optionally a pixel region of it): images of
+the five bands, an initial catalog (photoObj or detection), patches and neighbours, a seeded
+conflict-free schedule, ``passes`` sweeps of per-source trust-region Newton, catalog rows.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from celestecli._kernels.optimize import optimize_sources
+from celestecli.errors import UsageError
+from celestecli.fields import FieldID
+from celestecli.infer.init import initial_catalog
+from celestecli.infer.problem import build_problem
+from celestecli.infer.schedule import make_schedule
+from celestecli.infer.settings import ELBO_TRUST_REGION
+from celestecli.infer.to_catalog import catalog_table
+from celestecli.sdss import BANDS
+from celestecli.sdss.image import Image, is_sky_bad, load_field
+from celestecli.sdss.layout import find_local
+from celestecli.threads import effective_threads
+
+log = logging.getLogger(__name__)
+
+R_BAND = BANDS.index("r")
+I_BAND = BANDS.index("i")
+# Sources this far (pixels) outside a region still enter its problem as fixed neighbours.
+REGION_MARGIN = 50
+
+
+@dataclass(frozen=True)
+class Region:
+    """An inclusive pixel box of the r frame (0-based columns x0..x1, rows y0..y1)."""
+
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Region":
+        """``X0:X1,Y0:Y1`` with X1/Y1 exclusive, as Python slices (e.g. 310:410,630:730)."""
+        try:
+            xs, ys = text.split(",")
+            x0, x1 = (int(v) for v in xs.split(":"))
+            y0, y1 = (int(v) for v in ys.split(":"))
+        except ValueError as exc:
+            raise UsageError(f"malformed region {text!r}: expected X0:X1,Y0:Y1, "
+                             "e.g. 310:410,630:730") from exc
+        if x1 <= x0 or y1 <= y0 or x0 < 0 or y0 < 0:
+            raise UsageError(f"empty or negative region {text!r}")
+        return cls(x0, x1 - 1, y0, y1 - 1)
+
+    def contains(self, x: np.ndarray, y: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        return ((x >= self.x0 - 0.5 - margin) & (x < self.x1 + 0.5 + margin)
+                & (y >= self.y0 - 0.5 - margin) & (y < self.y1 + 0.5 + margin))
+
+    def check_inside(self, shape: tuple[int, int], path) -> None:
+        ny, nx = shape
+        if self.x0 >= nx or self.y0 >= ny:
+            raise UsageError(f"region {self} lies outside the r frame {path} ({nx} x {ny} pixels)")
+
+    def __str__(self) -> str:
+        return f"{self.x0}:{self.x1 + 1},{self.y0}:{self.y1 + 1}"
+
+
+@dataclass
+class InferSettings:
+    """What ``celeste infer`` does for each field."""
+
+    passes: int = 3
+    seed: int = 42
+    threads: int | None = None
+    init: str = "auto"
+    region: Region | None = None
+    trust_region: dict = field(default_factory=lambda: dict(ELBO_TRUST_REGION))
+
+
+@dataclass
+class FieldResult:
+    """A field's catalog and what it took to make it."""
+
+    fid: FieldID
+    table: object  # astropy Table
+    n_sources: int
+    n_converged: int
+    seconds: float
+    threads: int
+    inputs: list[Path]
+
+    @property
+    def core_seconds_per_source(self) -> float:
+        return self.seconds * self.threads / max(self.n_sources, 1)
+
+    def summary(self) -> str:
+        return (f"{self.fid}: {self.n_sources} sources, {self.n_converged} converged, "
+                f"{self.seconds:.1f} s, {self.core_seconds_per_source:.3f} core-s/source")
+
+
+def field_inputs(data_dir: Path, fid: FieldID) -> list[Path]:
+    """The local files a field's inference reads (for provenance)."""
+    kinds = [("frame", b) for b in BANDS] + [("fpM", b) for b in BANDS]
+    kinds += [("psField", None), ("photoObj", None), ("photoField", None)]
+    found = (find_local(data_dir, fid, kind, band) for kind, band in kinds)
+    return [p for p in found if p is not None]
+
+
+def _targets(images: list[Image], entries, region: Region | None) -> tuple[np.ndarray, np.ndarray]:
+    """(sources kept in the problem, which of them are targets) for an optional region."""
+    if region is None or len(entries) == 0:
+        keep = np.arange(len(entries))
+        return keep, np.ones(len(entries), dtype=bool)
+    x, y = images[R_BAND].wcs.all_world2pix(entries.ra, entries.dec, 0)
+    keep = np.flatnonzero(region.contains(x, y, margin=REGION_MARGIN))
+    return keep, region.contains(x[keep], y[keep])
+
+
+def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
+                progress: Callable[[int], None] | None = None) -> FieldResult:
+    """Run the whole inference of one field; ``progress(n)`` is told of optimised sources."""
+    start = time.perf_counter()
+    threads = effective_threads(settings.threads)
+    with threadpool_limits(1, user_api="blas"):
+        images = load_field(data_dir, fid, n_threads=threads)
+        r_image = images[R_BAND]
+        if settings.region is not None:
+            settings.region.check_inside(r_image.shape, r_image.path)
+        entries = initial_catalog(data_dir, fid, images, settings.init, settings.region)
+        keep, is_target = _targets(images, entries, settings.region)
+        entries = entries.subset(keep)
+        problem = build_problem(images, entries)
+        targets = np.flatnonzero(is_target)
+        schedule = make_schedule(targets, problem.neighbours, problem.pixel_cost, settings.seed)
+        n = problem.n_sources
+        status = np.zeros(n, dtype=np.int64)
+        iterations = np.zeros(n, dtype=np.int64)
+        evaluations = np.zeros(n, dtype=np.int64)
+        elbo = np.full(n, np.nan)
+        for _ in range(settings.passes):
+            for b in range(schedule.n_batches):
+                optimize_sources(problem.cy, schedule.batch_ptr[b:b + 2].copy(),
+                                 schedule.comp_ptr, schedule.comp_src, settings.trust_region, 1,
+                                 threads, status, iterations, evaluations, elbo)
+                if progress is not None:
+                    progress(len(schedule.batch_sources(b)))
+        params = problem.params[targets]
+        bad_sky = np.array([is_sky_bad(images[I_BAND], *images[I_BAND].wcs.all_world2pix(
+            p[0], p[1], 0)) for p in params], dtype=bool) if len(targets) else np.zeros(0, bool)
+        box = problem.patches.box[targets, R_BAND]
+        ny, nx = r_image.shape
+        at_edge = (box[:, 0] == 0) | (box[:, 2] == 0) | (box[:, 1] == nx - 1) | (box[:, 3] == ny - 1)
+        table = catalog_table(params, fid, entries.objid[targets], r_image.wcs, status[targets],
+                              iterations[targets], elbo[targets], bad_sky, at_edge)
+    if np.any(status[targets] == 2):
+        log.warning("%s: %d sources failed (non-finite ELBO); flagged NONFINITE", fid,
+                    int(np.sum(status[targets] == 2)))
+    seconds = time.perf_counter() - start
+    return FieldResult(fid=fid, table=table, n_sources=len(targets),
+                       n_converged=int(np.sum(status[targets] == 0)), seconds=seconds,
+                       threads=threads, inputs=field_inputs(data_dir, fid))
+

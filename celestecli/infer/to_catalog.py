@@ -1,0 +1,118 @@
+"""Turn optimised variational parameters into catalog rows (ARCHITECTURE.md 5, VALIDATION.md 1).
+
+Per source the quantities of the more probable type t: posterior-mean band fluxes and their
+variances (log-normal moments, MODEL.md 3.3), the median r flux exp(gamma_t), colours beta_t
+and their standard deviations, the galaxy shape in SDSS's conventions (major-axis half-light
+radius; position angle east of north), and the optimizer's status.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+from astropy.table import Table
+from scipy.optimize import brentq
+
+from celestecli.catalog.schema import (
+    COLORS,
+    FLAG_BAD_SKY,
+    FLAG_EDGE,
+    FLAG_ITER_LIMIT,
+    FLAG_NONFINITE,
+    empty_catalog,
+)
+from celestecli.model import params as layout
+from celestecli.model.profiles import GALAXY_VAR_MULT, GALAXY_WEIGHTS
+from celestecli.sdss import BANDS
+
+MAG_ERR_FACTOR = 2.5 / np.log(10.0)
+
+# optimizer outcome codes (pyx/celestecli/_kernels/optimize.pyx)
+OPT_CONVERGED, OPT_MAX_ITER, OPT_FAILED = 0, 1, 2
+
+
+def brightness_moments(params: np.ndarray, band: int, type_index: int):
+    """E[flux_b | type] and Var[flux_b | type] for parameter rows (S, 44)."""
+    coef = layout.band_coefficients()[band]
+    beta = params[:, list(layout.BETA[type_index])]
+    lam = params[:, list(layout.LAMBDA[type_index])]
+    mean_log = params[:, layout.GAMMA[type_index]] + beta @ coef
+    var_log = params[:, layout.ZETA[type_index]] + lam @ (coef**2)
+    mean = np.exp(mean_log + 0.5 * var_log)
+    return mean, mean**2 * np.expm1(var_log)
+
+
+@lru_cache(maxsize=256)
+def half_light_radius(frac_dev: float) -> float:
+    """Half-light radius of the unit-scale profile theta*deV + (1-theta)*exp (circular, Sigma = I)."""
+    weights = np.concatenate([frac_dev * GALAXY_WEIGHTS[0], (1 - frac_dev) * GALAXY_WEIGHTS[1]])
+    variances = np.concatenate([GALAXY_VAR_MULT[0], GALAXY_VAR_MULT[1]])
+
+    def enclosed(r):
+        return np.sum(weights * -np.expm1(-r * r / (2 * variances))) - 0.5 * weights.sum()
+
+    return brentq(enclosed, 1e-6, 100.0, xtol=1e-12)
+
+
+def sky_position_angle(wcs, x: np.ndarray, y: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Position angle (deg east of north, [0, 180)) of pixel-frame direction phi at (x, y)."""
+    step = 0.5
+    ra0, dec0 = wcs.all_pix2world(x, y, 0)
+    ra1, dec1 = wcs.all_pix2world(x + step * np.cos(phi), y + step * np.sin(phi), 0)
+    east = ((ra1 - ra0 + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(dec0))
+    north = dec1 - dec0
+    return np.rad2deg(np.arctan2(east, north)) % 180.0
+
+
+def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.ndarray,
+                  n_iter: np.ndarray, elbo: np.ndarray, bad_sky: np.ndarray,
+                  at_edge: np.ndarray) -> Table:
+    """The catalog of ARCHITECTURE.md 5 for optimised ``params`` (S, 44) of field ``fid``."""
+    n = params.shape[0]
+    t = empty_catalog(n)
+    p_star = params[:, layout.CHI[0]]
+    star = p_star >= 0.5
+    t["objid"] = objid
+    t["run"], t["camcol"], t["field"] = fid.run, fid.camcol, fid.field
+    t["ra"], t["dec"] = params[:, 0], params[:, 1]
+    x, y = r_wcs.all_world2pix(params[:, 0], params[:, 1], 0)
+    t["x"], t["y"] = x, y
+    t["is_star"] = p_star
+    t["prob_galaxy"] = params[:, layout.CHI[1]]
+
+    def by_type(values_star, values_gal):
+        return np.where(star, values_star, values_gal)
+
+    for b, name in enumerate(BANDS):
+        mean_s, var_s = brightness_moments(params, b, 0)
+        mean_g, var_g = brightness_moments(params, b, 1)
+        flux, var = by_type(mean_s, mean_g), by_type(var_s, var_g)
+        t[f"flux_{name}"] = flux
+        t[f"flux_{name}_ivar"] = 1.0 / var
+        positive = flux > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t[f"mag_{name}"] = np.where(positive, 22.5 - 2.5 * np.log10(flux), np.nan)
+            t[f"mag_{name}_err"] = np.where(positive, MAG_ERR_FACTOR * np.sqrt(var) / flux, np.nan)
+    gamma = by_type(params[:, layout.GAMMA[0]], params[:, layout.GAMMA[1]])
+    zeta = by_type(params[:, layout.ZETA[0]], params[:, layout.ZETA[1]])
+    t["flux_r_nmgy"] = np.exp(gamma)
+    t["log_flux_r_stderr"] = np.sqrt(zeta)
+    for j, color in enumerate(COLORS):
+        t[f"color_{color}"] = by_type(params[:, layout.BETA[0][j]], params[:, layout.BETA[1][j]])
+        t[f"color_{color}_stderr"] = np.sqrt(by_type(params[:, layout.LAMBDA[0][j]],
+                                                     params[:, layout.LAMBDA[1][j]]))
+    theta = params[:, layout.THETA]
+    t["gal_frac_dev"] = theta
+    t["gal_axis_ratio"] = params[:, layout.RHO]
+    t["gal_radius_px"] = params[:, layout.SIGMA] * np.array(
+        [half_light_radius(round(float(v), 6)) for v in theta])
+    t["gal_angle_deg"] = sky_position_angle(r_wcs, x, y, params[:, layout.PHI])
+    t["elbo"] = elbo
+    t["n_iter"] = n_iter
+    t["converged"] = status == OPT_CONVERGED
+    flags = np.zeros(n, dtype=np.int32)
+    flags |= np.where(bad_sky, FLAG_BAD_SKY, 0).astype(np.int32)
+    flags |= np.where(status == OPT_MAX_ITER, FLAG_ITER_LIMIT, 0).astype(np.int32)
+    flags |= np.where(status == OPT_FAILED, FLAG_NONFINITE, 0).astype(np.int32)
+    flags |= np.where(at_edge, FLAG_EDGE, 0).astype(np.int32)
+    t["flags"] = flags
+    return t
