@@ -462,27 +462,30 @@ cdef void assemble_image(const Problem* pd, long s, int n, const double* th, con
         grad[p] += tmp
     if mode < 2:
         return
-    # outer-product terms: A Szz A^T + A Szw B^T + B Szw^T A^T
-    for p in range(NP):
+    # outer-product terms: A Szz A^T + A Szw B^T + B Szw^T A^T, over the rows of A and B that
+    # can be non-zero (shape, brightness and type parameters; never the kappa rows)
+    for p in range(P_KAPPA):
         for k in range(10):
             tmp = 0.0
             for j in range(10):
                 tmp += A[10 * p + j] * acc[A_SZZ + 10 * j + k]
             AS[10 * p + k] = tmp
-    for p in range(NP):
-        for q in range(NP):
+    for p in range(P_KAPPA):
+        for q in range(p, P_KAPPA):
             tmp = 0.0
             for k in range(10):
                 tmp += AS[10 * p + k] * A[10 * q + k]
             hess[NP * p + q] += tmp
-    for p in range(NP):
+            if q != p:
+                hess[NP * q + p] += tmp
+    for p in range(P_KAPPA):
         for k in range(10):
             tmp = 0.0
             for j in range(10):
                 tmp += A[10 * p + j] * acc[A_SZW + 10 * j + k]
             AS[10 * p + k] = tmp
-    for p in range(NP):
-        for q in range(NP):
+    for p in range(P_KAPPA):
+        for q in range(P_KAPPA):
             tmp = 0.0
             for k in range(10):
                 tmp += AS[10 * p + k] * B[10 * q + k]
