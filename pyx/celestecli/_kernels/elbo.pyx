@@ -915,3 +915,65 @@ def expected_image(CyProblem problem, int n, sources=None):
                     pixel_profiles(comp, pd.n_psf, x, y, 0, r)
                     img[y, x] += comp[CONST_OFF] * r[R_F1] + comp[CONST_OFF + 4] * r[R_F2]
     return out
+
+
+def total_elbo(CyProblem problem, sources):
+    """ELBO of several sources jointly: the likelihood over the union of their patch boxes
+    (every source of the problem contributing where its box covers a pixel) minus each listed
+    source's KL.  Used to compare joint and single-source inference (MODEL.md 5.7 test)."""
+    cdef Problem* pd = &problem.pd
+    cdef long[::1] idx = np.asarray(sources, dtype=np.int64)
+    cdef double comp[COMP_STRIDE]
+    cdef double r[R_SIZE]
+    cdef double total = 0.0, Es, E, V, x, io
+    cdef long k, s, px, py, pix
+    cdef int n, nx, ny
+    cdef const long* bx
+    cdef double[:, ::1] e_img
+    cdef double[:, ::1] v_img
+    cdef unsigned char[:, ::1] visit
+    cdef double grad_dummy[NP]
+    for n in range(pd.n_images):
+        nx = pd.nx[n]
+        ny = pd.ny[n]
+        e_arr = np.array(problem.arrays["sky"][pd.pix_offset[n]:pd.pix_offset[n] + nx * ny],
+                         dtype=np.float64).reshape(ny, nx)
+        e_img = e_arr
+        v_img = np.zeros((ny, nx))
+        visit = np.zeros((ny, nx), dtype=np.uint8)
+        with nogil:
+            for k in range(idx.shape[0]):
+                bx = pd.box + 4 * (idx[k] * pd.n_images + n)
+                for py in range(bx[2], bx[3] + 1):
+                    for px in range(bx[0], bx[1] + 1):
+                        visit[py, px] = 1
+            for s in range(pd.n_sources):
+                bx = pd.box + 4 * (s * pd.n_images + n)
+                if bx[1] < bx[0] or bx[3] < bx[2]:
+                    continue
+                setup_components(pd, s, n, pd.params + NP * s, comp)
+                for py in range(bx[2], bx[3] + 1):
+                    for px in range(bx[0], bx[1] + 1):
+                        if not visit[py, px]:
+                            continue
+                        pixel_profiles(comp, pd.n_psf, px, py, 0, r)
+                        Es = comp[CONST_OFF] * r[R_F1] + comp[CONST_OFF + 4] * r[R_F2]
+                        e_img[py, px] += Es
+                        v_img[py, px] += (comp[CONST_OFF + 1] * r[R_F1] * r[R_F1]
+                                          + comp[CONST_OFF + 5] * r[R_F2] * r[R_F2] - Es * Es)
+            for py in range(ny):
+                for px in range(nx):
+                    if not visit[py, px]:
+                        continue
+                    pix = pd.pix_offset[n] + py * nx + px
+                    x = pd.pixels[pix]
+                    if x != x:
+                        continue
+                    io = pd.iota[pd.iota_offset[n] + px]
+                    E = e_img[py, px]
+                    V = v_img[py, px]
+                    total += (x * (log(io) + log(E) - 0.5 * V / (E * E)) - io * E
+                              - lgamma(x + 1.0))
+    for k in range(idx.shape[0]):
+        total -= kl_eval(pd, pd.params + NP * idx[k], 0, grad_dummy, NULL)
+    return total
