@@ -20,7 +20,7 @@ class FieldID:
 
     @classmethod
     def parse(cls, token: str) -> "FieldID":
-        """Parse ``RUN/CAMCOL/FIELD`` or ``RUN-CAMCOL-FIELD``; raise UsageError quoting the token."""
+        """Parse ``RUN/CAMCOL/FIELD`` or ``RUN-CAMCOL-FIELD``; UsageError quotes a bad token."""
         m = _TOKEN.match(token)
         if not m:
             raise UsageError(

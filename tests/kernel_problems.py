@@ -16,7 +16,7 @@ def cy_problem_from_reference(prob):
     The count maps have float32 precision in the kernel; the reference images are rebuilt
     from the float32 values so both see exactly the same data.
     """
-    n_src, n_img = len(prob.patches), len(prob.images)
+    n_src = len(prob.patches)
     images = [ImageArrays(electrons=np.asarray(c, np.float32), sky_nmgy=np.asarray(s, np.float32),
                           iota=np.asarray(i, np.float64), band=im.band)
               for c, s, i, im in zip(prob.count_maps, prob.sky_maps, prob.iota_columns,

@@ -1,4 +1,4 @@
-"""The compiled ELBO kernel against the independent numpy/autograd reference and finite differences."""
+"""The compiled ELBO kernel vs the independent numpy/autograd reference and finite differences."""
 
 import numpy as np
 import pytest

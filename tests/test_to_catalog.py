@@ -50,7 +50,7 @@ def assert_angles_close(actual, expected, atol):
 
 
 def test_position_angle_is_east_of_north():
-    # SDSS-like: +x points north, +y points east (CD1_2 = CD2_1 > 0): phi = 0 -> PA 0, phi = 90 -> PA 90
+    # SDSS-like: +x points north, +y east (CD1_2 = CD2_1 > 0): phi 0 -> PA 0, phi 90 -> PA 90
     wcs = sdss_like_wcs([[0.0, 1.1e-4], [1.1e-4, 0.0]])
     pa = sky_position_angle(wcs, np.array([100.0, 100.0]), np.array([50.0, 50.0]),
                             np.deg2rad([0.0, 90.0]))
@@ -72,7 +72,7 @@ def test_catalog_rows_take_the_more_probable_type():
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12]), wcs, np.array([0, 1]),
                       np.array([5, 50]), np.array([-1.0, -2.0]), np.array([False, True]),
                       np.array([False, False]))
-    assert t["flux_r_nmgy"][0] == pytest.approx(100.0) and t["flux_r_nmgy"][1] == pytest.approx(50.0)
+    np.testing.assert_allclose(t["flux_r_nmgy"], [100.0, 50.0])
     assert t["mag_r"][0] == pytest.approx(22.5 - 5.0, abs=1e-3)
     assert list(t["converged"]) == [True, False]
     assert t["flags"][1] == 1 | 2  # bad sky and iteration limit

@@ -325,7 +325,7 @@ def detect_sources(images, region: tuple[int, int, int, int] | None = None,
     entries = entries_from_detections(detections)
     if region is not None:
         keep = in_region(reference, entries.ra, entries.dec, region)
-        entries = select(entries, keep)
+        entries = entries.subset(keep)
         entries = CatalogEntries(**{**vars(entries), "objid": np.arange(len(entries))})
     return entries
 
@@ -335,8 +335,3 @@ def sep_only_catalog(images, region: tuple[int, int, int, int] | None = None
     """SEP alone, with Celeste's settings, on the r-band image (the reference image of
     ``detect_sources``): the baseline a crowded-field catalog is compared with."""
     return detect_sources([reference_image(images)], region, crowded=False)
-
-
-def select(entries: CatalogEntries, keep: np.ndarray) -> CatalogEntries:
-    """The entries where ``keep`` is true."""
-    return CatalogEntries(**{name: value[keep] for name, value in vars(entries).items()})

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from celestecli._kernels.optimize import optimize_sources
 from celestecli.errors import UsageError
 from celestecli.fields import FieldID
+from celestecli.infer.detect import check_region, in_region
 from celestecli.infer.init import initial_catalog
 from celestecli.infer.problem import build_problem
 from celestecli.infer.schedule import make_schedule
@@ -58,14 +59,9 @@ class Region:
             raise UsageError(f"empty or negative region {text!r}")
         return cls(x0, x1 - 1, y0, y1 - 1)
 
-    def contains(self, x: np.ndarray, y: np.ndarray, margin: float = 0.0) -> np.ndarray:
-        return ((x >= self.x0 - 0.5 - margin) & (x < self.x1 + 0.5 + margin)
-                & (y >= self.y0 - 0.5 - margin) & (y < self.y1 + 0.5 + margin))
-
-    def check_inside(self, shape: tuple[int, int], path) -> None:
-        ny, nx = shape
-        if self.x0 >= nx or self.y0 >= ny:
-            raise UsageError(f"region {self} lies outside the r frame {path} ({nx} x {ny} pixels)")
+    def box(self, margin: int = 0) -> tuple[int, int, int, int]:
+        """(x0, x1, y0, y1), widened by ``margin`` pixels on every side."""
+        return (self.x0 - margin, self.x1 + margin, self.y0 - margin, self.y1 + margin)
 
     def __str__(self) -> str:
         return f"{self.x0}:{self.x1 + 1},{self.y0}:{self.y1 + 1}"
@@ -112,14 +108,12 @@ def field_inputs(data_dir: Path, fid: FieldID) -> list[Path]:
     return [p for p in found if p is not None]
 
 
-def _targets(images: list[Image], entries, region: Region | None) -> tuple[np.ndarray, np.ndarray]:
-    """(sources kept in the problem, which of them are targets) for an optional region."""
-    if region is None or len(entries) == 0:
-        keep = np.arange(len(entries))
-        return keep, np.ones(len(entries), dtype=bool)
-    x, y = images[R_BAND].wcs.all_world2pix(entries.ra, entries.dec, 0)
-    keep = np.flatnonzero(region.contains(x, y, margin=REGION_MARGIN))
-    return keep, region.contains(x[keep], y[keep])
+def _targets(images: list[Image], entries, region: Region | None) -> np.ndarray:
+    """Which sources are optimised: those inside the region (all without one).  The others,
+    within REGION_MARGIN of it, stay fixed at their initial values as neighbours."""
+    if region is None:
+        return np.ones(len(entries), dtype=bool)
+    return in_region(images[R_BAND], entries.ra, entries.dec, region.box())
 
 
 def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
@@ -130,11 +124,12 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
     with threadpool_limits(1, user_api="blas"):
         images = load_field(data_dir, fid, n_threads=threads)
         r_image = images[R_BAND]
+        box = None
         if settings.region is not None:
-            settings.region.check_inside(r_image.shape, r_image.path)
-        entries = initial_catalog(data_dir, fid, images, settings.init, settings.region)
-        keep, is_target = _targets(images, entries, settings.region)
-        entries = entries.subset(keep)
+            check_region(settings.region.box(), r_image)
+            box = settings.region.box(REGION_MARGIN)
+        entries = initial_catalog(data_dir, fid, images, settings.init, box)
+        is_target = _targets(images, entries, settings.region)
         problem = build_problem(images, entries)
         targets = np.flatnonzero(is_target)
         schedule = make_schedule(targets, problem.neighbours, problem.pixel_cost, settings.seed)
@@ -155,7 +150,8 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
             p[0], p[1], 0)) for p in params], dtype=bool) if len(targets) else np.zeros(0, bool)
         box = problem.patches.box[targets, R_BAND]
         ny, nx = r_image.shape
-        at_edge = (box[:, 0] == 0) | (box[:, 2] == 0) | (box[:, 1] == nx - 1) | (box[:, 3] == ny - 1)
+        at_edge = ((box[:, 0] == 0) | (box[:, 2] == 0)
+                   | (box[:, 1] == nx - 1) | (box[:, 3] == ny - 1))
         table = catalog_table(params, fid, entries.objid[targets], r_image.wcs, status[targets],
                               iterations[targets], elbo[targets], bad_sky, at_edge)
     if np.any(status[targets] == 2):

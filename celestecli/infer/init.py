@@ -1,34 +1,23 @@
-"""The initial catalog of a field: SDSS photoObj or detection on the images (``--init``)."""
+"""The initial catalog of a field for ``celeste infer --init`` (``init_catalog.choose_init``)."""
 
 import logging
 from pathlib import Path
 
-from celestecli.errors import InputFileError, UsageError
 from celestecli.fields import FieldID
+from celestecli.infer.init_catalog import choose_init
 from celestecli.sdss.layout import base_name, find_local, local_dir
-from celestecli.sdss.photoobj import CatalogEntries, read_photoobj
+from celestecli.sdss.photoobj import read_photoobj
 
 log = logging.getLogger(__name__)
 
-INIT_MODES = ("auto", "photo", "detect")
-
 
 def initial_catalog(data_dir: Path, fid: FieldID, images: list, mode: str,
-                    region=None) -> CatalogEntries:
-    """photo: the photoObj's sources; detect: detection; auto: photo when it has sources."""
-    if mode not in INIT_MODES:
-        raise UsageError(f"unknown --init {mode!r}: choose from {', '.join(INIT_MODES)}")
+                    box: tuple[int, int, int, int] | None = None):
+    """Initial sources of the field (restricted to the r-frame pixel ``box`` if given)."""
     path = find_local(data_dir, fid, "photoObj")
-    photo = read_photoobj(path) if path is not None else CatalogEntries.empty()
-    if mode == "photo" or (mode == "auto" and len(photo)):
-        if not len(photo):
-            where = path or local_dir(data_dir, fid, "photoObj") / base_name(fid, "photoObj")
-            raise InputFileError(where, "has no sources after Celeste's selection "
-                                        "(or is missing): use --init detect")
-        log.info("%s: %d initial sources from %s", fid, len(photo), path.name)
-        return photo
-    from celestecli.infer.detect import detect_sources
-
-    entries = detect_sources(images, region=region)
-    log.info("%s: %d initial sources from detection", fid, len(entries))
+    photo = read_photoobj(path) if path is not None else None
+    named = path or local_dir(data_dir, fid, "photoObj") / base_name(fid, "photoObj")
+    entries, origin = choose_init(photo, images, mode, photoobj_path=named, region=box)
+    log.info("%s: %d initial sources from %s", fid, len(entries),
+             named.name if origin == "photo" else "detection")
     return entries

@@ -7,7 +7,7 @@
 """
 
 from celestecli.errors import InputFileError, UsageError
-from celestecli.infer.detect import check_region, detect_sources, in_region, reference_image, select
+from celestecli.infer.detect import check_region, detect_sources, in_region, reference_image
 from celestecli.sdss.photoobj import CatalogEntries
 
 INIT_MODES = ("auto", "photo", "detect")
@@ -45,6 +45,6 @@ def choose_init(photoobj_entries: CatalogEntries | None, images, mode: str = "au
     if region is not None:
         reference = reference_image(images)
         region = check_region(region, reference)
-        entries = select(entries, in_region(reference, entries.ra, entries.dec, region))
+        entries = entries.subset(in_region(reference, entries.ra, entries.dec, region))
     return entries, "photo"
 

@@ -75,7 +75,8 @@ def patch_radius(psf_rows: np.ndarray, is_star: np.ndarray, radius_px: np.ndarra
     mean = psf_rows[..., 1:3]
     second = np.zeros((len(psf_rows), 2, 2))
     second[:, 0, 0] = (w * (mean[..., 0] ** 2 + psf_rows[..., 3])).sum(axis=1)
-    second[:, 0, 1] = second[:, 1, 0] = (w * (mean[..., 0] * mean[..., 1] + psf_rows[..., 4])).sum(axis=1)
+    cross = (w * (mean[..., 0] * mean[..., 1] + psf_rows[..., 4])).sum(axis=1)
+    second[:, 0, 1] = second[:, 1, 0] = cross
     second[:, 1, 1] = (w * (mean[..., 1] ** 2 + psf_rows[..., 5])).sum(axis=1)
     largest = np.linalg.eigvalsh(second / total[:, None, None])[:, -1]
     psf_width = WIDTH_SCALE * np.sqrt(largest) * total
@@ -146,7 +147,8 @@ def build_problem(images: list, entries: CatalogEntries, params: np.ndarray | No
         if psf is None:
             psf = np.zeros((n_src, n_img) + rows.shape[1:])
         psf[:, n] = rows
-        flux = np.where(entries.is_star, entries.star_flux[:, im.band], entries.gal_flux[:, im.band])
+        flux = np.where(entries.is_star, entries.star_flux[:, im.band],
+                        entries.gal_flux[:, im.band])
         sky = float(im.sky_nmgy[ny // 2, nx // 2])
         radius = patch_radius(rows, entries.is_star, entries.radius_px, flux, sky)
         lo = np.rint(px - radius[:, None]).astype(np.int64)

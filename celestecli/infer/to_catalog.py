@@ -43,7 +43,7 @@ def brightness_moments(params: np.ndarray, band: int, type_index: int):
 
 @lru_cache(maxsize=256)
 def half_light_radius(frac_dev: float) -> float:
-    """Half-light radius of the unit-scale profile theta*deV + (1-theta)*exp (circular, Sigma = I)."""
+    """Circular half-light radius of the unit-scale profile theta deV + (1 - theta) exp."""
     weights = np.concatenate([frac_dev * GALAXY_WEIGHTS[0], (1 - frac_dev) * GALAXY_WEIGHTS[1]])
     variances = np.concatenate([GALAXY_VAR_MULT[0], GALAXY_VAR_MULT[1]])
 

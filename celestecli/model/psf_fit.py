@@ -91,7 +91,8 @@ def _mixture(theta: np.ndarray) -> PsfMixture:
                       covs=np.array([shape_cov(*c[2:5]) for c in comps]))
 
 
-def fit_psf_mixture(stamp: np.ndarray, n_components: int = N_COMPONENTS) -> tuple[PsfMixture, float]:
+def fit_psf_mixture(stamp: np.ndarray,
+                    n_components: int = N_COMPONENTS) -> tuple[PsfMixture, float]:
     """Least-squares K-component fit to a PSF stamp (negatives clamped to 0 first).
 
     Returns the mixture and the residual sum of squares.
@@ -130,7 +131,8 @@ class PsfGrid:
         return row, col
 
     def node_position(self, row: int, col: int) -> tuple[float, float]:
-        return ((col + 0.5) * self._nx / self._cols - 0.5, (row + 0.5) * self._ny / self._rows - 0.5)
+        return ((col + 0.5) * self._nx / self._cols - 0.5,
+                (row + 0.5) * self._ny / self._rows - 0.5)
 
     def _fit_node(self, row: int, col: int) -> PsfMixture:
         return fit_psf_mixture(self._psf.stamp(*self.node_position(row, col)))[0]
