@@ -12,7 +12,7 @@ from celestecli.catalog.provenance import InputFile, Provenance
 from celestecli.commands.options import field_arguments, resolve_fields
 from celestecli.errors import CelesteError, PartialFailure, UsageError
 from celestecli.infer.field import InferSettings, Region, infer_field
-from celestecli.infer.init import INIT_MODES
+from celestecli.infer.init_catalog import INIT_MODES
 
 log = logging.getLogger(__name__)
 

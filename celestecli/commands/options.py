@@ -8,8 +8,17 @@ import click
 from celestecli.fields import FieldID, collect_fields
 
 
+def _override_data_dir(ctx, _param, value):
+    if value is not None:
+        ctx.obj.data_dir = value
+    return value
+
+
 def field_arguments(func):
-    """Add FIELD... and --fields FILE to a command."""
+    """Add FIELD..., --fields FILE and a subcommand-level --data-dir to a command."""
+    func = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                        expose_value=False, callback=_override_data_dir,
+                        help="Local SDSS data directory (overrides celeste --data-dir).")(func)
     func = click.option("--fields", "fields_file", type=click.Path(dir_okay=False, path_type=Path),
                         help="Read fields from FILE, one per line.")(func)
     return click.argument("field_tokens", metavar="FIELD...", nargs=-1)(func)

@@ -146,8 +146,9 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
                 if progress is not None:
                     progress(len(schedule.batch_sources(b)))
         params = problem.params[targets]
-        bad_sky = np.array([is_sky_bad(images[I_BAND], *images[I_BAND].wcs.all_world2pix(
-            p[0], p[1], 0)) for p in params], dtype=bool) if len(targets) else np.zeros(0, bool)
+        ix, iy = images[I_BAND].wcs.all_world2pix(params[:, 0], params[:, 1], 0)
+        bad_sky = np.array([is_sky_bad(images[I_BAND], float(x), float(y))
+                            for x, y in zip(ix, iy, strict=True)], dtype=bool)
         box = problem.patches.box[targets, R_BAND]
         ny, nx = r_image.shape
         at_edge = ((box[:, 0] == 0) | (box[:, 2] == 0)
