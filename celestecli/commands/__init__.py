@@ -3,6 +3,7 @@
 from celestecli.commands.fetch import fetch_command
 from celestecli.commands.fields_cmd import fields_command
 from celestecli.commands.merge import merge_command
+from celestecli.commands.simulate import simulate_command
 from celestecli.commands.validate import validate_command
 
-ALL_COMMANDS = [fetch_command, merge_command, validate_command, fields_command]
+ALL_COMMANDS = [fetch_command, merge_command, validate_command, fields_command, simulate_command]
