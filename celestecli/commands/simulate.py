@@ -99,11 +99,12 @@ def simulate_command(app, n_sources, seed, catalog, like, width, height, center,
     )
     from celestecli.simulate.simulation import draw_truth, simulate_field
     from celestecli.simulate.truth import Truth
-    from celestecli.simulate.writer import write_field
+    from celestecli.simulate.writer import preflight, write_field
     from celestecli.threads import available_cores
 
     if catalog is not None and n_sources is not None:
         raise UsageError("give either --n-sources (a prior draw) or --catalog, not both")
+    preflight(out_dir, fid, force)
     inputs = []
     table = None
     if catalog is not None:

@@ -110,11 +110,32 @@ class BandRender:
         return self.expected_nmgy * self.iota[None, :]
 
 
+class _UniformPsfGrid:
+    """A PsfGrid for a PSF that is the same everywhere: one fit serves every node.
+
+    Its fit is the one PsfGrid makes at each node (the same stamp gives the same fit), without
+    repeating it twelve times.
+    """
+
+    def __init__(self, psf, shape):
+        self._mixture = PsfGrid(psf, shape).mixture_at(0.0, 0.0)
+
+    def mixture_at(self, x: float, y: float) -> PsfMixture:
+        return self._mixture
+
+
+def psf_grid_for(setup: BandSetup):
+    """The PSF mixtures the inference will give sources in this band."""
+    if setup.psf.coeffs.shape[1:] == (1, 1):  # constant polynomial: a uniform PSF
+        return _UniformPsfGrid(setup.psf, setup.shape)
+    return PsfGrid(setup.psf, setup.shape)
+
+
 def render_band(setup: BandSetup, truth: Truth, psf_grid: PsfGrid | None = None) -> BandRender:
     """Sky and expected source light of ``truth`` in one band's frame."""
     ny, nx = setup.shape
     if psf_grid is None:
-        psf_grid = PsfGrid(setup.psf, setup.shape)
+        psf_grid = psf_grid_for(setup)
     sky = setup.sky_nmgy()
     iota = setup.iota
     sky_electrons = float(sky[ny // 2, nx // 2] * iota[nx // 2])

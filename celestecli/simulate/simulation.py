@@ -28,6 +28,11 @@ def _streams(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]
     return catalog, noise
 
 
+def noise_rng(seed: int, band: int, n_bands: int = 5) -> np.random.Generator:
+    """The generator of band ``band``'s noise."""
+    return np.random.default_rng(_streams(seed)[1].spawn(n_bands)[band])
+
+
 def draw_truth(setup: FieldSetup, n_sources: int, seed: int) -> Truth:
     """``n_sources`` drawn from the prior over the setup's r frame."""
     ref = setup.reference
@@ -66,11 +71,9 @@ class SimulatedField:
 def simulate_field(fid: FieldID, setup: FieldSetup, truth: Truth, seed: int,
                    n_threads: int = 1) -> SimulatedField:
     """Render ``truth`` into every band of ``setup`` and draw the noise from ``seed``."""
-    band_seeds = _streams(seed)[1].spawn(len(setup.bands))
-
     def one(band):
         render = render_band(setup.bands[band], truth)
-        counts = np.random.default_rng(band_seeds[band]).poisson(render.expected_electrons)
+        counts = noise_rng(seed, band, len(setup.bands)).poisson(render.expected_electrons)
         return render, counts
 
     # One BLAS thread: the PSF fits' small SVDs are many times slower with several (OpenBLAS

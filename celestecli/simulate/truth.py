@@ -182,7 +182,8 @@ class Truth:
             axis_ratio[gal] = shape["gal_axis_ratio"][gal]
             sigma[gal] = shape["gal_radius_px"][gal] / half_light_scale(frac_dev[gal])
             x, y = wcs.all_world2pix(ra[gal], dec[gal], 0)
-            angle[gal] = pixel_angle_rad(wcs, x, y, shape["gal_angle_deg"][gal])
+            # 0 for a source so far away that the frame's projection does not reach it
+            angle[gal] = np.nan_to_num(pixel_angle_rad(wcs, x, y, shape["gal_angle_deg"][gal]))
         truth = cls(objid=objid, ra=ra, dec=dec, is_star=is_star, log_flux_r=log_flux_r,
                     colors=colors, frac_dev=frac_dev, axis_ratio=axis_ratio, angle_rad=angle,
                     sigma_px=sigma, color_component=np.full(n, -1, dtype=np.int64))

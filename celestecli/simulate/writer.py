@@ -186,28 +186,38 @@ PHOTOFIELD_COLUMNS = (("RUN", "J"), ("RERUN", "3A"), ("CAMCOL", "J"), ("FIELD", 
                       ("GAIN", "5E"), ("DARK_VARIANCE", "5E"), ("NMGYPERCOUNT", "5E"))
 
 
+def _other_photofield_rows(existing: Path, fid: FieldID, replace: bool) -> dict[int, dict]:
+    """Rows of an existing simulated photoField for fields other than ``fid``.
+
+    Raises InputFileError if the file was not written by ``celeste simulate`` (a real
+    photoField is never rewritten), OutputError if it has a row for ``fid`` and not ``replace``.
+    """
+    f = FitsFile(existing)
+    if f.header(0).get("CREATOR") != CREATOR:
+        raise InputFileError(existing, f"exists and was not written by {CREATOR}: choose "
+                                       "another run/camcol with --field")
+    table = f.table(1, "field table", tuple(name for name, _ in PHOTOFIELD_COLUMNS))
+    rows = {}
+    for row in table:
+        fld = int(row["FIELD"])
+        if fld != fid.field:
+            rows[fld] = {name: row[name] for name, _ in PHOTOFIELD_COLUMNS}
+        elif not replace:
+            raise OutputError(existing, f"already has a row for field {fld} "
+                                        "(use --force to replace it)")
+    return rows
+
+
 def photofield_hdul(sim: SimulatedField, existing: Path | None, replace: bool) -> fits.HDUList:
     """photoField of the run/camcol: the rows of an existing simulated photoField for other
     fields, plus this field's row, sorted by field."""
     bands = sim.setup.bands
-    rows = {sim.fid.field: {
+    rows = {} if existing is None else _other_photofield_rows(existing, sim.fid, replace)
+    rows[sim.fid.field] = {
         "RUN": sim.fid.run, "RERUN": RERUN, "CAMCOL": sim.fid.camcol, "FIELD": sim.fid.field,
         "GAIN": [b.gain for b in bands], "DARK_VARIANCE": [b.dark_variance for b in bands],
         "NMGYPERCOUNT": [float(np.mean(b.calib)) for b in bands],
-    }}
-    if existing is not None:
-        f = FitsFile(existing)
-        if f.header(0).get("CREATOR") != CREATOR:
-            raise InputFileError(existing, f"exists and was not written by {CREATOR}: choose "
-                                           "another run/camcol with --field")
-        table = f.table(1, "field table", tuple(name for name, _ in PHOTOFIELD_COLUMNS))
-        for row in table:
-            fld = int(row["FIELD"])
-            if fld == sim.fid.field and not replace:
-                raise OutputError(existing, f"already has a row for field {fld} "
-                                            "(use --force to replace it)")
-            if fld != sim.fid.field:
-                rows[fld] = {name: row[name] for name, _ in PHOTOFIELD_COLUMNS}
+    }
     ordered = [rows[k] for k in sorted(rows)]
     cols = [fits.Column(name, format=fmt, array=[r[name] for r in ordered])
             for name, fmt in PHOTOFIELD_COLUMNS]
@@ -339,8 +349,14 @@ class _Staging:
 def check_destinations(paths: dict[str, Path], force: bool) -> list[Path]:
     """Existing copies of the outputs that would be replaced (photoField rows are merged).
 
-    Raises OutputError for the first one when not ``force``.
+    Raises OutputError for the first one when not ``force``, and when a destination folder
+    cannot be made because a file stands in its way.
     """
+    for folder in {p.parent for p in paths.values()}:
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise OutputError(folder, "exists and is not a directory")
     existing = []
     for label, path in paths.items():
         if label == "photoField":
@@ -353,6 +369,19 @@ def check_destinations(paths: dict[str, Path], force: bool) -> list[Path]:
     return existing
 
 
+def _existing_photofield(path: Path) -> Path | None:
+    return next((p for p in _variants(path) if p.exists()), None)
+
+
+def preflight(out_dir: str | Path, fid: FieldID, force: bool = False) -> None:
+    """The checks ``write_field`` makes before writing, to fail before any work is done."""
+    paths = output_paths(Path(out_dir), fid)
+    check_destinations(paths, force)
+    old_photofield = _existing_photofield(paths["photoField"])
+    if old_photofield is not None:
+        _other_photofield_rows(old_photofield, fid, force)
+
+
 def write_field(sim: SimulatedField, out_dir: str | Path, provenance: Provenance,
                 force: bool = False, n_threads: int = 1) -> list[Path]:
     """Write every file of ``sim`` under ``out_dir`` (local layout); returns their paths."""
@@ -360,7 +389,7 @@ def write_field(sim: SimulatedField, out_dir: str | Path, provenance: Provenance
     paths = output_paths(out_dir, sim.fid)
     existing = check_destinations(paths, force)
     photofield = paths["photoField"]
-    old_photofield = next((p for p in _variants(photofield) if p.exists()), None)
+    old_photofield = _existing_photofield(photofield)
     stale = [p for p in existing if p not in paths.values()]
     if old_photofield is not None and old_photofield != photofield:
         stale.append(old_photofield)
