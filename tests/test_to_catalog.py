@@ -8,8 +8,6 @@ from celestecli.fields import FieldID
 from celestecli.infer.to_catalog import (
     brightness_moments,
     catalog_table,
-    half_light_radius,
-    sky_position_angle,
 )
 from celestecli.model import params as layout
 
@@ -21,12 +19,6 @@ def sdss_like_wcs(cd):
     w.wcs.crpix = [1024.5, 744.5]
     w.wcs.cd = np.array(cd)
     return w
-
-
-def test_half_light_radii_of_the_prototypes_match_validation_md():
-    assert half_light_radius(1.0) == pytest.approx(0.8492, abs=1e-4)
-    assert half_light_radius(0.0) == pytest.approx(1.0616, abs=1e-4)
-    assert half_light_radius(1.0) < half_light_radius(0.5) < half_light_radius(0.0)
 
 
 def test_brightness_moments_match_monte_carlo():
@@ -42,23 +34,6 @@ def test_brightness_moments_match_monte_carlo():
     flux = np.exp(log_z)
     assert mean[0] == pytest.approx(flux.mean(), rel=3 * flux.std() / flux.mean() / 600)
     assert var[0] == pytest.approx(flux.var(), rel=0.05)
-
-
-def assert_angles_close(actual, expected, atol):
-    diff = (np.asarray(actual) - np.asarray(expected)) % 180.0
-    assert np.all(np.minimum(diff, 180.0 - diff) <= atol), (actual, expected)
-
-
-def test_position_angle_is_east_of_north():
-    # SDSS-like: +x points north, +y east (CD1_2 = CD2_1 > 0): phi 0 -> PA 0, phi 90 -> PA 90
-    wcs = sdss_like_wcs([[0.0, 1.1e-4], [1.1e-4, 0.0]])
-    pa = sky_position_angle(wcs, np.array([100.0, 100.0]), np.array([50.0, 50.0]),
-                            np.deg2rad([0.0, 90.0]))
-    assert_angles_close(pa, [0.0, 90.0], atol=1e-3)
-    # a standard north-up east-left image: +x points west, so phi = 0 is PA 90
-    wcs = sdss_like_wcs([[-1.1e-4, 0.0], [0.0, 1.1e-4]])
-    pa = sky_position_angle(wcs, np.array([100.0]), np.array([50.0]), np.array([0.0]))
-    assert_angles_close(pa, [90.0], atol=1e-3)
 
 
 def test_catalog_rows_take_the_more_probable_type():

@@ -6,11 +6,8 @@ and their standard deviations, the galaxy shape in SDSS's conventions (major-axi
 radius; position angle east of north), and the optimizer's status.
 """
 
-from functools import lru_cache
-
 import numpy as np
 from astropy.table import Table
-from scipy.optimize import brentq
 
 from celestecli.catalog.schema import (
     COLORS,
@@ -21,7 +18,7 @@ from celestecli.catalog.schema import (
     empty_catalog,
 )
 from celestecli.model import params as layout
-from celestecli.model.profiles import GALAXY_VAR_MULT, GALAXY_WEIGHTS
+from celestecli.model.shape import half_light_scale, position_angle_deg
 from celestecli.sdss import BANDS
 
 MAG_ERR_FACTOR = 2.5 / np.log(10.0)
@@ -39,28 +36,6 @@ def brightness_moments(params: np.ndarray, band: int, type_index: int):
     var_log = params[:, layout.ZETA[type_index]] + lam @ (coef**2)
     mean = np.exp(mean_log + 0.5 * var_log)
     return mean, mean**2 * np.expm1(var_log)
-
-
-@lru_cache(maxsize=256)
-def half_light_radius(frac_dev: float) -> float:
-    """Circular half-light radius of the unit-scale profile theta deV + (1 - theta) exp."""
-    weights = np.concatenate([frac_dev * GALAXY_WEIGHTS[0], (1 - frac_dev) * GALAXY_WEIGHTS[1]])
-    variances = np.concatenate([GALAXY_VAR_MULT[0], GALAXY_VAR_MULT[1]])
-
-    def enclosed(r):
-        return np.sum(weights * -np.expm1(-r * r / (2 * variances))) - 0.5 * weights.sum()
-
-    return brentq(enclosed, 1e-6, 100.0, xtol=1e-12)
-
-
-def sky_position_angle(wcs, x: np.ndarray, y: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """Position angle (deg east of north, [0, 180)) of pixel-frame direction phi at (x, y)."""
-    step = 0.5
-    ra0, dec0 = wcs.all_pix2world(x, y, 0)
-    ra1, dec1 = wcs.all_pix2world(x + step * np.cos(phi), y + step * np.sin(phi), 0)
-    east = ((ra1 - ra0 + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(dec0))
-    north = dec1 - dec0
-    return np.rad2deg(np.arctan2(east, north)) % 180.0
 
 
 def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.ndarray,
@@ -103,9 +78,8 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
     theta = params[:, layout.THETA]
     t["gal_frac_dev"] = theta
     t["gal_axis_ratio"] = params[:, layout.RHO]
-    t["gal_radius_px"] = params[:, layout.SIGMA] * np.array(
-        [half_light_radius(round(float(v), 6)) for v in theta])
-    t["gal_angle_deg"] = sky_position_angle(r_wcs, x, y, params[:, layout.PHI])
+    t["gal_radius_px"] = params[:, layout.SIGMA] * half_light_scale(theta)
+    t["gal_angle_deg"] = position_angle_deg(r_wcs, x, y, params[:, layout.PHI])
     t["elbo"] = elbo
     t["n_iter"] = n_iter
     t["converged"] = status == OPT_CONVERGED
