@@ -14,11 +14,16 @@ def _override_data_dir(ctx, _param, value):
     return value
 
 
-def field_arguments(func):
-    """Add FIELD..., --fields FILE and a subcommand-level --data-dir to a command."""
-    func = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+def data_dir_option(func):
+    """A subcommand-level --data-dir, so it may follow the subcommand's name too."""
+    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
                         expose_value=False, callback=_override_data_dir,
                         help="Local SDSS data directory (overrides celeste --data-dir).")(func)
+
+
+def field_arguments(func):
+    """Add FIELD..., --fields FILE and a subcommand-level --data-dir to a command."""
+    func = data_dir_option(func)
     func = click.option("--fields", "fields_file", type=click.Path(dir_okay=False, path_type=Path),
                         help="Read fields from FILE, one per line.")(func)
     return click.argument("field_tokens", metavar="FIELD...", nargs=-1)(func)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from celestecli.commands.options import data_dir_option
 from celestecli.errors import UsageError
 from celestecli.fields import FieldID
 
@@ -72,6 +73,7 @@ def _canonical_command(n_sources, seed, catalog, like, width, height, center, fi
 @click.option("-o", "--out-dir", "out_dir", required=True,
               type=click.Path(path_type=Path), metavar="DIR",
               help="Data dir to write into (local layout: DIR/RUN/CAMCOL/FIELD/...).")
+@data_dir_option
 @click.option("--force", is_flag=True, help="Replace the files of an existing simulated field.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Threads for rendering and compressing the five bands "

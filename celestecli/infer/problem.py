@@ -12,6 +12,7 @@ import numpy as np
 
 from celestecli.infer.arrays import ImageArrays, PatchArrays, build_cy_problem
 from celestecli.model import params as layout
+from celestecli.model import priors
 from celestecli.model.psf_fit import PsfGrid
 from celestecli.sdss.photoobj import CatalogEntries
 
@@ -36,6 +37,26 @@ class FieldProblem:
         return self.params.shape[0]
 
 
+def optimal_kappa(beta: np.ndarray, lam: np.ndarray, type_index: int) -> np.ndarray:
+    """Colour-component responsibilities that minimise the KL for given colour moments.
+
+    kappa_d is proportional to w_d exp(-KL(q(c) || N(Omega_d, Lambda_d))) (floored at the
+    simplex's lower bound).  Celeste starts from uniform kappa instead; then the colour KL of a
+    type is inflated at the start, which can push a source into the other type before its
+    colours are fitted (a bright star ending up a galaxy).
+    """
+    prec = priors.COLOR_PRECISIONS[type_index]  # (8, 4, 4)
+    diff = beta[:, None, :] - priors.COLOR_MEANS[type_index][None]  # (S, 8, 4)
+    kl = 0.5 * (np.einsum("djj,sj->sd", prec, lam) - 4.0
+                + np.einsum("sdi,dij,sdj->sd", diff, prec, diff)
+                + priors.COLOR_LOGDETS[type_index][None] - np.log(lam).sum(axis=1)[:, None])
+    logits = np.log(priors.COLOR_WEIGHTS[type_index])[None] - kl
+    kappa = np.exp(logits - logits.max(axis=1, keepdims=True))
+    kappa /= kappa.sum(axis=1, keepdims=True)
+    kappa = np.maximum(kappa, 2 * layout.KAPPA_LOWER)
+    return kappa / kappa.sum(axis=1, keepdims=True)
+
+
 def catalog_init(entries: CatalogEntries) -> np.ndarray:
     """Initial bound parameters from catalog entries (MODEL.md 5.4, "catalog" initialisation)."""
     n = len(entries)
@@ -57,7 +78,8 @@ def catalog_init(entries: CatalogEntries) -> np.ndarray:
             p[:, layout.BETA[i][j]] = np.where(
                 (lo > 0) & (hi > 0), ratio, np.where(hi > 0, 3.0, np.where(lo > 0, -3.0, 0.0)))
             p[:, layout.LAMBDA[i][j]] = 1e-2
-        p[:, list(layout.KAPPA[i])] = 1.0 / layout.N_COLOR_COMPONENTS
+        p[:, list(layout.KAPPA[i])] = optimal_kappa(p[:, list(layout.BETA[i])],
+                                                    p[:, list(layout.LAMBDA[i])], i)
     p[:, layout.CHI[0]] = np.where(star, 0.8, 0.2)
     p[:, layout.CHI[1]] = 1.0 - p[:, layout.CHI[0]]
     return p
