@@ -46,6 +46,7 @@ cdef enum:
     R_G2 = 7                 # d f2 / d (mu_x, mu_y, theta, S11, S12, S22)
     R_H2 = 13                # 6 x 6, row-major (upper triangle filled, then mirrored)
     R_SIZE = 49
+    R_STRIDE = 64            # per-thread record spacing: 512 bytes, so threads share no cache line
 
 # Accumulators per (thread, image).
 cdef enum:
@@ -58,6 +59,7 @@ cdef enum:
     A_HR2 = 225              # galaxy raw Hessian sum (6 x 6)
     A_SSIG = 261             # sum of weights times d f2 / d Sigma (3), for the curvature of Sigma(rho, phi, sigma)
     ACC_SIZE = 264
+    ACC_PAD = 16             # doubles between two threads' accumulators (no shared cache line)
 
 # Exponent cut-off: a Gaussian term with x^T P x > Q_CUT contributes < exp(-50) of its peak.
 cdef double Q_CUT = 100.0
@@ -685,8 +687,8 @@ cdef int source_work_init(const Problem* pd, long s, SourceWork* w, int n_thread
     if n_threads < 1:
         n_threads = 1
     w.acc_threads = n_threads
-    w.acc = <double*>malloc(n_threads * pd.n_images * ACC_SIZE * sizeof(double))
-    w.rbuf = <double*>malloc(n_threads * R_SIZE * sizeof(double))
+    w.acc = <double*>malloc(n_threads * (pd.n_images * ACC_SIZE + ACC_PAD) * sizeof(double))
+    w.rbuf = <double*>malloc(n_threads * R_STRIDE * sizeof(double))
     if (w.pix_image == NULL or w.pix_x == NULL or w.pix_y == NULL or w.counts == NULL
             or w.iota == NULL or w.e_bg == NULL or w.v_bg == NULL or w.image_start == NULL
             or w.comp == NULL or w.acc == NULL or w.rbuf == NULL):
@@ -772,11 +774,11 @@ cdef int elbo_eval(const Problem* pd, long s, const double* th, SourceWork* w, i
         n_threads = 1
     for n in range(n_img):
         setup_components(pd, s, n, th, w.comp + n * COMP_STRIDE)
-    memset(w.acc, 0, n_threads * n_img * ACC_SIZE * sizeof(double))
+    memset(w.acc, 0, n_threads * (n_img * ACC_SIZE + ACC_PAD) * sizeof(double))
     with parallel(num_threads=n_threads):
         tid = omp_get_thread_num()
-        acc_t = w.acc + tid * n_img * ACC_SIZE
-        r = w.rbuf + tid * R_SIZE
+        acc_t = w.acc + tid * (n_img * ACC_SIZE + ACC_PAD)
+        r = w.rbuf + tid * R_STRIDE
         for p in prange(w.n_pix, schedule="static"):
             n = w.pix_image[p]
             pixel_profiles(w.comp + n * COMP_STRIDE, pd.n_psf, w.pix_x[p], w.pix_y[p], mode, r)
@@ -788,7 +790,7 @@ cdef int elbo_eval(const Problem* pd, long s, const double* th, SourceWork* w, i
     # reduce the per-thread accumulators in a fixed order
     for t in range(1, n_threads):
         for i in range(n_img * ACC_SIZE):
-            w.acc[i] += w.acc[t * n_img * ACC_SIZE + i]
+            w.acc[i] += w.acc[t * (n_img * ACC_SIZE + ACC_PAD) + i]
     if mode >= 1:
         memset(grad, 0, NP * sizeof(double))
     if mode >= 2:
