@@ -132,13 +132,20 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
         is_target = _targets(images, entries, settings.region)
         problem = build_problem(images, entries)
         targets = np.flatnonzero(is_target)
-        schedule = make_schedule(targets, problem.neighbours, problem.pixel_cost, settings.seed)
+        # A source without neighbours does not see the others' updates: after the first pass
+        # it is at its optimum, so later passes revisit only sources that have neighbours.
+        coupled = np.array([s for s in targets if problem.neighbours[s]], dtype=np.int64)
+        schedules = [make_schedule(targets, problem.neighbours, problem.pixel_cost, settings.seed)]
+        if settings.passes > 1:
+            schedules.append(make_schedule(coupled, problem.neighbours, problem.pixel_cost,
+                                           settings.seed))
         n = problem.n_sources
         status = np.zeros(n, dtype=np.int64)
         iterations = np.zeros(n, dtype=np.int64)
         evaluations = np.zeros(n, dtype=np.int64)
         elbo = np.full(n, np.nan)
-        for _ in range(settings.passes):
+        for pass_index in range(settings.passes):
+            schedule = schedules[min(pass_index, 1)]
             for b in range(schedule.n_batches):
                 optimize_sources(problem.cy, schedule.batch_ptr[b:b + 2].copy(),
                                  schedule.comp_ptr, schedule.comp_src, settings.trust_region, 1,

@@ -90,6 +90,17 @@ cdef int solve_subproblem(const double* g, const double* h, double radius, int n
     cdef int info = 0, lwork = n * n + 2 * n, one = 1, i, j, it, mult
     cdef double lam_lb, lam_c, lam_prev, p2, tau, sn, wn, delta_lam
     cdef char jobz = b'V', uplo = b'U'
+    # The common case first: H positive definite and the Newton step inside the region
+    # (one Cholesky factorisation, no eigendecomposition).
+    memcpy(R, h, n * n * sizeof(double))
+    dpotrf(&uplo, &n, R, &n, &info)
+    if info == 0:
+        for i in range(n):
+            s[i] = -g[i]
+        dpotrs(&uplo, &n, &one, R, &n, s, &n, &info)
+        if info == 0 and dot(s, s, n) <= radius * radius:
+            interior[0] = True
+            return 0
     memcpy(Q, h, n * n * sizeof(double))
     dsyev(&jobz, &uplo, &n, Q, &n, lam, lwork_buf, &lwork, &info)
     if info != 0:

@@ -158,22 +158,31 @@ cdef void free_derivatives(const double* free, const double* pos_center, const d
         g_free[q] = tmp
     if h_bound == NULL:
         return
-    # Jt^T H Jt, exploiting that each bound entry depends on at most 7 free entries
+    # Jt^T H Jt over the non-zero rows of each column of Jt: a box column has one (its own
+    # entry), a simplex column those of its simplex
+    cdef int first[NF]
+    cdef int count[NF]
+    for q in range(26):
+        first[q] = q
+        count[q] = 1
+    for k in range(3):
+        for j in range(SIMPLEX_SIZE[k] - 1):
+            first[SIMPLEX_FREE[k] + j] = SIMPLEX_BOUND[k]
+            count[SIMPLEX_FREE[k] + j] = SIMPLEX_SIZE[k]
     cdef double hj[NP * NF]
     for p in range(NP):
         for q in range(NF):
             tmp = 0.0
-            for l in range(NP):
-                if jt[NF * l + q] != 0.0:
-                    tmp += h_bound[NP * p + l] * jt[NF * l + q]
+            for l in range(first[q], first[q] + count[q]):
+                tmp += h_bound[NP * p + l] * jt[NF * l + q]
             hj[NF * p + q] = tmp
     for i in range(NF):
-        for j in range(NF):
+        for j in range(i, NF):
             tmp = 0.0
-            for p in range(NP):
-                if jt[NF * p + i] != 0.0:
-                    tmp += jt[NF * p + i] * hj[NF * p + j]
+            for p in range(first[i], first[i] + count[i]):
+                tmp += jt[NF * p + i] * hj[NF * p + j]
             h_free[NF * i + j] = tmp
+            h_free[NF * j + i] = tmp
     for p in range(26):
         h_free[NF * p + p] += g_bound[p] * d2[p]
     for k in range(3):

@@ -1,0 +1,9 @@
+"""Run every benchmark in turn: ``python -m bench``."""
+
+import importlib
+
+BENCHMARKS = ["bench.elbo", "bench.infer_speed"]
+
+for name in BENCHMARKS:
+    print(f"== {name}", flush=True)
+    importlib.import_module(name).main()
