@@ -2,7 +2,7 @@
 
 import importlib
 
-BENCHMARKS = ["bench.elbo", "bench.infer_speed"]
+BENCHMARKS = ["bench.elbo", "bench.infer_speed", "bench.m2_region"]
 
 for name in BENCHMARKS:
     print(f"== {name}", flush=True)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from celestecli.commands.options import data_dir_option
 from celestecli.errors import UsageError
 from celestecli.validate.matching import DEFAULT_TOLERANCE_ARCSEC
 from celestecli.validate.readers import DETECTION_COLUMNS, KINDS, detect_kind, read_scorable
@@ -52,6 +53,7 @@ def _kind_of(kind: str | None, path: Path) -> str:
               show_default=True, help="Star-list truth: pairing radius in pixels.")
 @click.option("--max-mag", type=float,
               help="Star-list truth: count only sources brighter than this r magnitude.")
+@data_dir_option
 @click.pass_obj
 def validate_command(app, catalog, truth_token, compare_tokens, matched, tolerance, n_boot,
                      seed, as_json, plots_dir, frame_path, radius, max_mag):
