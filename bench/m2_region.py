@@ -49,16 +49,17 @@ def main() -> None:
         print(run.stderr.strip().splitlines()[-1])
         n_sep = sep_catalog(sep)
         print(f"sep alone: {n_sep} detections in the region")
-        result = celeste("validate", str(ours), "--truth", str(DATA / "truth" / "true_hubble_m2.npz"),
+        truth = DATA / "truth" / "true_hubble_m2.npz"
+        result = celeste("validate", str(ours), "--truth", str(truth),
                          "--data-dir", str(DATA / "sdss"), "--compare", str(sep),
                          "--max-mag", "21", "--json")
         report = json.loads(result.stdout)
     print("stars with r < 21, one-to-one pairing within 1 pixel:")
     for entry in report["detection"]:
         o = entry["overall"]
-        print(f"  {entry['catalog']['name']:8s} truth {o['n_true']:4d}  found {o['n_true_found']:4d}  "
-              f"recall {o['recall']:.3f}  catalog {o['n_pred']:4d}  precision "
-              f"{o['precision']:.3f}  F1 {o['f1']:.3f}")
+        print(f"  {entry['catalog']['name']:8s} truth {o['n_true']:4d}  "
+              f"found {o['n_true_found']:4d}  recall {o['recall']:.3f}  "
+              f"catalog {o['n_pred']:4d}  precision {o['precision']:.3f}  F1 {o['f1']:.3f}")
 
 
 if __name__ == "__main__":
