@@ -9,6 +9,7 @@ neighbours when their boxes overlap in some image.  The result is packed into a 
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from celestecli.infer.arrays import ImageArrays, PatchArrays, build_cy_problem
 from celestecli.model import params as layout
@@ -126,12 +127,34 @@ def wcs_jacobian(wcs, p0: np.ndarray, u0: np.ndarray) -> np.ndarray:
     return jac
 
 
-def _boxes_overlap(boxes: np.ndarray) -> np.ndarray:
-    """(S, S) bool: boxes (S, 4) overlap; empty boxes overlap nothing."""
-    nonempty = (boxes[:, 1] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 2])
-    ox = (boxes[:, None, 0] <= boxes[None, :, 1]) & (boxes[None, :, 0] <= boxes[:, None, 1])
-    oy = (boxes[:, None, 2] <= boxes[None, :, 3]) & (boxes[None, :, 2] <= boxes[:, None, 3])
-    return ox & oy & nonempty[:, None] & nonempty[None, :]
+def _overlapping_pairs(boxes: np.ndarray) -> np.ndarray:
+    """(P, 2) index pairs i < j of boxes (S, 4) that overlap; empty boxes overlap nothing.
+
+    Candidates come from a k-d tree on the box centres, so crowded fields with tens of
+    thousands of sources need memory in proportion to the pairs, not to S^2.
+    """
+    nonempty = np.flatnonzero((boxes[:, 1] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 2]))
+    if len(nonempty) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    b = boxes[nonempty].astype(np.float64)
+    centre = np.column_stack([(b[:, 0] + b[:, 1]) / 2, (b[:, 2] + b[:, 3]) / 2])
+    half = np.max(np.column_stack([b[:, 1] - b[:, 0], b[:, 3] - b[:, 2]]), axis=1) / 2
+    reach = 2 * half.max() * np.sqrt(2) + 1.0
+    pairs = cKDTree(centre).query_pairs(reach, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    overlap = ((b[i, 0] <= b[j, 1]) & (b[j, 0] <= b[i, 1])
+               & (b[i, 2] <= b[j, 3]) & (b[j, 2] <= b[i, 3]))
+    return np.sort(nonempty[pairs[overlap]], axis=1)
+
+
+def _neighbour_lists(pairs: np.ndarray, n_src: int) -> list[list[int]]:
+    """Sorted neighbour lists from (possibly repeated) index pairs."""
+    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs
+    both = np.concatenate([pairs, pairs[:, ::-1]]) if len(pairs) else pairs.reshape(0, 2)
+    order = np.lexsort((both[:, 1], both[:, 0]))
+    both = both[order]
+    split = np.searchsorted(both[:, 0], np.arange(n_src + 1))
+    return [both[split[s]:split[s + 1], 1].tolist() for s in range(n_src)]
 
 
 def _visited_pixels(electrons: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -139,7 +162,9 @@ def _visited_pixels(electrons: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     finite = np.isfinite(electrons)
     table = np.zeros((finite.shape[0] + 1, finite.shape[1] + 1), dtype=np.int64)
     table[1:, 1:] = finite.cumsum(0).cumsum(1)
-    x0, x1, y0, y1 = boxes.T
+    ny, nx = finite.shape
+    x0, x1 = np.clip(boxes[:, 0], 0, nx), np.clip(boxes[:, 1], -1, nx - 1)
+    y0, y1 = np.clip(boxes[:, 2], 0, ny), np.clip(boxes[:, 3], -1, ny - 1)
     count = table[y1 + 1, x1 + 1] - table[y0, x1 + 1] - table[y1 + 1, x0] + table[y0, x0]
     return np.where((x1 >= x0) & (y1 >= y0), count, 0)
 
@@ -160,7 +185,7 @@ def build_problem(images: list, entries: CatalogEntries, params: np.ndarray | No
     jac = np.zeros((n_src, n_img, 2, 2))
     psf = None
     cost = np.zeros(n_src, dtype=np.int64)
-    overlap = np.zeros((n_src, n_src), dtype=bool)
+    pairs = []
     world = np.column_stack([entries.ra, entries.dec])
     for n, im in enumerate(images):
         ny, nx = im.electrons.shape
@@ -184,10 +209,10 @@ def build_problem(images: list, entries: CatalogEntries, params: np.ndarray | No
         p0[:, n] = centre
         u0[:, n] = np.column_stack(im.wcs.all_pix2world(centre[:, 0], centre[:, 1], 0))
         jac[:, n] = wcs_jacobian(im.wcs, centre, u0[:, n])
-        overlap |= _boxes_overlap(b)
+        pairs.append(_overlapping_pairs(b))
         cost += _visited_pixels(im.electrons, b)
-    np.fill_diagonal(overlap, False)
-    neighbours = [list(np.flatnonzero(row)) for row in overlap]
+    neighbours = _neighbour_lists(np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64),
+                                  n_src)
     if psf is None:
         psf = np.zeros((n_src, n_img, 2, 6))
     patches = PatchArrays(box=box, p0=p0, u0=u0, jac=jac, psf=psf)
