@@ -1,0 +1,187 @@
+"""Inference on simulated fields: single sources, joint vs single VI, determinism, bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sim_fields import source, write_sources
+
+from celestecli._kernels.elbo import SourceEvaluator, total_elbo
+from celestecli._kernels.optimize import optimize_sources
+from celestecli._kernels.transform import py_free_derivatives, py_to_free
+from celestecli.catalog.io import read_catalog
+from celestecli.fields import FieldID
+from celestecli.infer.field import InferSettings, infer_field
+from celestecli.infer.problem import build_problem
+from celestecli.infer.settings import ELBO_TRUST_REGION
+from celestecli.sdss.image import load_field
+from celestecli.sdss.photoobj import read_photoobj
+
+FID = FieldID(9000, 1, 1)
+
+
+def field_problem(data_dir, fid=FID):
+    images = load_field(data_dir, fid)
+    entries = read_photoobj(data_dir / str(fid.run) / str(fid.camcol) / str(fid.field)
+                            / f"photoObj-{fid.stem}.fits")
+    return build_problem(images, entries)
+
+
+def optimize(problem, sources, settings=ELBO_TRUST_REGION, passes=1):
+    """Optimise ``sources`` in order, one pass each; returns (status, iterations, elbo)."""
+    n = problem.n_sources
+    status, iters, evals = (np.zeros(n, np.int64) for _ in range(3))
+    elbo = np.full(n, np.nan)
+    comp_ptr = np.arange(len(sources) + 1, dtype=np.int64)
+    for _ in range(passes):
+        optimize_sources(problem.cy, np.array([0, len(sources)], np.int64), comp_ptr,
+                         np.asarray(sources, np.int64), settings, 1, 1, status, iters, evals, elbo)
+    return status, iters, elbo
+
+
+@pytest.mark.parametrize("star", [True, False], ids=["star", "galaxy"])
+def test_isolated_source_reaches_a_stationary_point_and_never_loses_elbo(tmp_path, star):
+    write_sources(tmp_path, FID, [source(47.3, 48.6, star, 4.5, sigma_px=1.8)], seed=3)
+    problem = field_problem(tmp_path)
+    evaluator = SourceEvaluator(problem.cy, 0)
+    start = evaluator.evaluate(problem.params[0], 0)[0]
+    tight = dict(ELBO_TRUST_REGION, x_tol=0.0, f_tol=0.0, g_tol=1e-5, max_iter=200)
+    status, iters, elbo = optimize(problem, [0], tight)
+    assert status[0] == 0 and elbo[0] >= start
+    value, g, h = evaluator.evaluate(problem.params[0], 2)
+    assert value == pytest.approx(elbo[0], rel=1e-12)
+    center = np.array([problem.entries.ra[0], problem.entries.dec[0]])  # position box centre
+    g_free, _ = py_free_derivatives(py_to_free(problem.params[0], center), center, g, h)
+    assert np.max(np.abs(g_free)) < 1e-5
+    assert (problem.params[0, 26] > 0.5) == star  # P(star)
+
+
+def test_default_convergence_never_lowers_the_elbo(tmp_path):
+    write_sources(tmp_path, FID, [source(30, 40, True, 3.0), source(60, 55, False, 4.0)])
+    problem = field_problem(tmp_path)
+    for s in range(2):
+        start = SourceEvaluator(problem.cy, s).evaluate(problem.params[s], 0)[0]
+        status, _, elbo = optimize(problem, [s])
+        assert status[s] == 0 and elbo[s] >= start
+
+
+def test_joint_inference_beats_single_source_inference_on_overlapping_sources(tmp_path):
+    blend = [source(44, 48, True, 4.0), source(49, 47, False, 4.3, sigma_px=2.5),
+             source(53, 50, True, 3.6)]
+    write_sources(tmp_path, FID, blend, seed=5)
+    problem = field_problem(tmp_path)
+    assert all(len(problem.neighbours[s]) == 2 for s in range(3))
+    start = problem.params.copy()
+    single = start.copy()
+    for s in range(3):  # each alone, the others fixed at their initial values
+        problem.params[:] = start
+        optimize(problem, [s])
+        single[s] = problem.params[s]
+    problem.params[:] = single
+    single_elbo = total_elbo(problem.cy, [0, 1, 2])
+    problem.params[:] = start
+    optimize(problem, [0, 1, 2], passes=3)
+    joint_elbo = total_elbo(problem.cy, [0, 1, 2])
+    assert joint_elbo > single_elbo
+
+
+def test_total_elbo_of_one_source_is_its_own_elbo(tmp_path):
+    write_sources(tmp_path, FID, [source(44, 48, True, 4.0), source(50, 47, False, 4.3)])
+    problem = field_problem(tmp_path)
+    own = SourceEvaluator(problem.cy, 1).evaluate(problem.params[1], 0)[0]
+    assert total_elbo(problem.cy, [1]) == pytest.approx(own, rel=1e-12)
+
+
+def crowd(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return [source(*rng.uniform(10, 86, 2), bool(rng.random() < 0.5), rng.uniform(2.5, 5.0),
+                   sigma_px=rng.uniform(1, 3)) for _ in range(n)]
+
+
+def test_per_source_results_do_not_depend_on_the_thread_count(tmp_path):
+    write_sources(tmp_path, FID, crowd(), seed=2)
+    one = infer_field(tmp_path, FID, InferSettings(threads=1, passes=2))
+    two = infer_field(tmp_path, FID, InferSettings(threads=2, passes=2))
+    for name in ("ra", "dec", "is_star", "flux_r", "elbo", "gal_radius_px"):
+        np.testing.assert_array_equal(one.table[name], two.table[name])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "celestecli", *args], capture_output=True,
+                          text=True)
+
+
+def test_cli_writes_a_catalog_with_provenance_and_streams_csv(tmp_path):
+    write_sources(tmp_path, FID, crowd(6), seed=4)
+    out = tmp_path / "out"
+    done = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
+                   "--passes", "1")
+    assert done.returncode == 0, done.stderr
+    assert "9000/1/1: 6 sources" in done.stderr
+    catalog = read_catalog(out / "celeste-009000-1-0001.fits")
+    assert len(catalog) == 6 and np.all(catalog["run"] == 9000)
+    from astropy.io import fits
+
+    with fits.open(out / "celeste-009000-1-0001.fits") as hdul:
+        assert "INPUTS" in hdul and len(hdul["INPUTS"].data) == 13
+    streamed = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--passes", "1",
+                       "-o", "-", "--format", "csv")
+    assert streamed.returncode == 0
+    header, *rows = streamed.stdout.strip().splitlines()
+    assert header.startswith("objid,") and len(rows) == 6
+
+
+@pytest.fixture
+def field(tmp_path):
+    write_sources(tmp_path, FID, crowd(5), seed=6)
+    return tmp_path / "9000" / "1" / "1"
+
+
+def assert_failed_cleanly(result, out, *needles):
+    assert result.returncode == 1, result.stderr
+    for needle in needles:
+        assert needle in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_band_is_an_error_naming_the_file(tmp_path, field):
+    (field / "frame-g-009000-1-0001.fits.bz2").unlink()
+    out = tmp_path / "out"
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out))
+    assert_failed_cleanly(result, out, "frame-g-009000-1-0001.fits", "missing")
+
+
+def test_all_nan_image_is_an_error_naming_the_file(tmp_path, field):
+    from astropy.io import fits
+
+    path = field / "frame-r-009000-1-0001.fits.bz2"
+    with fits.open(path) as hdul:
+        hdul[0].data[:] = np.nan
+        hdul.writeto(path, overwrite=True)
+    out = tmp_path / "out"
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out))
+    assert_failed_cleanly(result, out, "frame-r-009000-1-0001.fits", "no finite pixel")
+
+
+def test_photo_init_with_an_empty_photoobj_is_an_error(tmp_path, field):
+    from astropy.io import fits
+
+    path = field / "photoObj-009000-1-0001.fits"
+    with fits.open(path) as hdul:
+        hdul[1].data = hdul[1].data[:0]
+        hdul.writeto(path, overwrite=True)
+    out = tmp_path / "out"
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
+                     "--init", "photo")
+    assert_failed_cleanly(result, out, "photoObj-009000-1-0001.fits", "--init detect")
+
+
+def test_region_outside_the_frame_is_a_usage_error(tmp_path, field):
+    out = tmp_path / "out"
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
+                     "--region", "500:600,10:20")
+    assert result.returncode == 2 and "outside" in result.stderr
+    assert not out.exists()
+    bad = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--region", "10-20")
+    assert bad.returncode == 2 and "malformed region" in bad.stderr
