@@ -17,6 +17,25 @@ from celestecli.infer.init_catalog import INIT_MODES
 log = logging.getLogger(__name__)
 
 
+def run_demo(out_dir: Path, settings: InferSettings) -> None:
+    from celestecli.demo import DEMO_FIELD, DemoSettings, score_lines, simulate_demo_field
+
+    demo = DemoSettings()
+    data_dir = out_dir / "sdss"
+    click.echo(f"simulating {DEMO_FIELD}: {demo.width} x {demo.height} pixels, 5 bands, "
+               f"{demo.n_sources} sources drawn from the prior, into {data_dir}", err=True)
+    truth = simulate_demo_field(data_dir, demo)
+    with logging_redirect_tqdm(), tqdm(desc=str(DEMO_FIELD), unit="source", disable=None,
+                                       leave=False) as bar:
+        result = infer_field(data_dir, DEMO_FIELD, settings, progress=bar.update)
+    target = output_path(out_dir, DEMO_FIELD, "fits")
+    write_catalog(result.table, target, provenance=provenance_for(result, settings, data_dir))
+    click.echo(result.summary(), err=True)
+    click.echo(f"catalog: {target}")
+    for line in score_lines(target, truth):
+        click.echo(line)
+
+
 def output_path(out_dir: Path, fid, fmt: str) -> Path:
     return out_dir / f"celeste-{fid.stem}.{fmt}"
 
@@ -52,10 +71,18 @@ def provenance_for(result, settings: InferSettings, data_dir: Path) -> Provenanc
               help="Seed of the source schedule.")
 @click.option("--init", "init", type=click.Choice(INIT_MODES), default="auto", show_default=True,
               help="Initial catalog: photoObj, detection, or photo when it has sources.")
+@click.option("--demo", is_flag=True,
+              help="Simulate the built-in SDSS-like field into OUT_DIR/sdss, infer it and "
+                   "print a score against its truth (offline; no FIELD needed).")
 @click.pass_obj
 def infer_command(app, field_tokens, fields_file, out_dir, output, fmt, threads, region, passes,
-                  seed, init):
+                  seed, init, demo):
     """Infer a catalog for each FIELD from its five SDSS images."""
+    if demo:
+        if field_tokens or fields_file:
+            raise UsageError("--demo simulates its own field: give no FIELD")
+        run_demo(out_dir, InferSettings(passes=passes, seed=seed, threads=threads))
+        return
     fields = resolve_fields(field_tokens, fields_file)
     if output is not None and len(fields) != 1:
         raise UsageError("-o/--output takes a single field; use --out-dir for several")
