@@ -2,7 +2,7 @@
 
 import importlib
 
-BENCHMARKS = ["bench.elbo", "bench.infer_speed", "bench.m2_region"]
+BENCHMARKS = ["bench.elbo", "bench.infer_speed", "bench.m2_region", "bench.synthetic"]
 
 for name in BENCHMARKS:
     print(f"== {name}", flush=True)
