@@ -400,6 +400,26 @@ cdef inline double pixel_accumulate(const double* r, const double* bc, double x,
     return E
 
 
+cdef inline void add_cross_terms(double* hess, const double* M, int fcol, const double* T2,
+                                 const double* sums, int ng) noexcept nogil:
+    """hess += sym(M[:, fcol] (x) v) with v = T2 sums: a brightness-factor gradient times the
+    accumulated profile gradient, mapped to the parameters (u, theta, rho, phi, sigma)."""
+    cdef double v[6]
+    cdef double tmp
+    cdef int k, p, q
+    for p in range(ng):
+        v[p] = 0.0
+        for q in range(ng):
+            v[p] += T2[6 * p + q] * sums[q]
+    for k in range(NP):
+        if M[10 * k + fcol] == 0.0:
+            continue
+        for p in range(ng):
+            tmp = M[10 * k + fcol] * v[p]
+            hess[NP * k + p] += tmp
+            hess[NP * p + k] += tmp
+
+
 cdef void assemble_image(const Problem* pd, long s, int n, const double* th, const double* comp,
                          double* acc, int mode, double* grad, double* hess) noexcept nogil:
     """Map one image's accumulated sums to the 44-parameter gradient and Hessian."""
@@ -412,7 +432,6 @@ cdef void assemble_image(const Problem* pd, long s, int n, const double* th, con
     cdef double alpha2[10]
     cdef int slots[10]
     cdef double AS[NP * 10]
-    cdef double v[6]
     cdef double tmp, e, e2, chi, sf, sf2
     cdef int i, j, k, p, q, fcol, gcol, ng
     cdef long pn = s * pd.n_images + n
@@ -512,31 +531,10 @@ cdef void assemble_image(const Problem* pd, long s, int n, const double* th, con
             for j in range(10):
                 hess[NP * slots[k] + slots[j]] += chi * (e * alpha[k] * alpha[j] * sf
                                                          + e2 * alpha2[k] * alpha2[j] * sf2)
-        # profile-gradient part: v = T (e Sz_g), with A's f column holding grad c_i
-        for p in range(ng):
-            v[p] = 0.0
-        for p in range(ng):
-            for q in range(ng):
-                v[p] += T2[6 * p + q] * acc[A_SZ + gcol + q]
-        for k in range(NP):
-            if A[10 * k + fcol] == 0.0:
-                continue
-            for p in range(ng):
-                tmp = A[10 * k + fcol] * v[p]
-                hess[NP * k + p] += tmp
-                hess[NP * p + k] += tmp
-        for p in range(ng):
-            v[p] = 0.0
-        for p in range(ng):
-            for q in range(ng):
-                v[p] += T2[6 * p + q] * acc[A_SW + gcol + q]
-        for k in range(NP):
-            if B[10 * k + fcol] == 0.0:
-                continue
-            for p in range(ng):
-                tmp = B[10 * k + fcol] * v[p]
-                hess[NP * k + p] += tmp
-                hess[NP * p + k] += tmp
+        # profile-gradient part: sym(grad c_i (x) T Sz_g) and sym(grad d_i (x) T Sw_g), where
+        # the f columns of A and B hold grad c_i and grad d_i
+        add_cross_terms(hess, A, fcol, T2, acc + A_SZ + gcol, ng)
+        add_cross_terms(hess, B, fcol, T2, acc + A_SW + gcol, ng)
     # profile Hessians: u-u block of the star, full shape block of the galaxy, and the
     # curvature of Sigma(rho, phi, sigma)
     for p in range(2):
