@@ -39,7 +39,8 @@ class RunReport:
     def summary(self) -> str:
         counts = Counter(o.status for o in self.outcomes)
         seconds = time.perf_counter() - self.started
-        text = (f"{self.n_fields} fields: {counts[DONE]} done, {counts[SKIPPED]} up to date, "
+        noun = "field" if self.n_fields == 1 else "fields"
+        text = (f"{self.n_fields} {noun}: {counts[DONE]} done, {counts[SKIPPED]} up to date, "
                 f"{counts[BUSY]} busy in another run, {counts[FAILED]} failed; {seconds:.1f} s")
         if counts[DONE]:
             text += f" ({counts[DONE] / seconds * 3600:.0f} fields/hour)"
