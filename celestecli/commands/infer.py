@@ -1,112 +1,168 @@
-"""``celeste infer``: per-field variational inference -> one catalog per field."""
+"""``celeste infer``: per-field variational inference -> one catalog per field.
+
+The options (``infer_options``) and their reading (``InferRequest.from_options``) are shared
+with the MPI entry point, ``python -m celestecli.parallel.mpi``.
+"""
 
 import logging
+import shlex
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from celestecli.catalog.io import FORMATS, write_catalog
-from celestecli.catalog.provenance import InputFile, Provenance
+from celestecli.catalog.io import FORMATS, STREAM_FORMATS, format_from_path
 from celestecli.commands.options import field_arguments, resolve_fields
-from celestecli.errors import CelesteError, PartialFailure, UsageError
-from celestecli.infer.field import InferSettings, Region, infer_field
+from celestecli.errors import CelesteError, UsageError
+from celestecli.fields import FieldID
+from celestecli.infer.field import InferSettings, Region
 from celestecli.infer.init_catalog import INIT_MODES
+from celestecli.parallel.interrupts import EXIT_SIGINT, EXIT_SIGTERM, Terminated, sigterm_raises
+from celestecli.parallel.jobs import STDOUT, JobConfig
+from celestecli.parallel.report import RunReport
+from celestecli.parallel.status import StatusWriter
 
 log = logging.getLogger(__name__)
 
+_OPTIONS = [
+    field_arguments,
+    click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+                 default=Path("celeste-out"), show_default=True,
+                 help="Directory for the catalogs, one celeste-RRRRRR-C-FFFF.<format> per field."),
+    click.option("-o", "--output", type=str, default=None,
+                 help="Output file for a single field ('-' streams ECSV/CSV to stdout)."),
+    click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                 help="Catalog format [default: fits, or from -o's extension; ecsv on stdout]."),
+    click.option("--threads", type=click.IntRange(min=1), default=None,
+                 help="OpenMP threads per worker [default: OMP_NUM_THREADS, else the available "
+                      "cores divided among the workers]."),
+    click.option("--region", type=str, default=None,
+                 help="Infer only sources in this pixel box of the r frame: X0:X1,Y0:Y1 "
+                      "(0-based, end exclusive), e.g. 310:410,630:730."),
+    click.option("--passes", type=click.IntRange(min=1), default=3, show_default=True,
+                 help="Joint coordinate-ascent passes over the sources."),
+    click.option("--seed", type=int, default=42, show_default=True,
+                 help="Seed of the source schedule."),
+    click.option("--init", "init", type=click.Choice(INIT_MODES), default="auto",
+                 show_default=True,
+                 help="Initial catalog: photoObj, detection, or photo when it has sources."),
+    click.option("--force", is_flag=True,
+                 help="Redo fields whose catalog exists with the same inputs, settings and "
+                      "version (they are skipped otherwise)."),
+    click.option("--status-file", type=str, default=None, metavar="FILE",
+                 help="Append one JSON line per field (status done/skipped/busy/failed, seconds, "
+                      "sources, output, error) to FILE; '-' writes them to stdout."),
+]
+
+
+def infer_options(func):
+    """Add the options of ``celeste infer`` (all but -j) to a click command."""
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
+
+
+@dataclass
+class InferRequest:
+    """What the options ask for: the fields, the job configuration and the status file."""
+
+    fields: list[FieldID]
+    config: JobConfig
+    status_file: str | None
+
+    @classmethod
+    def from_options(cls, data_dir: Path, command_line: str, *, field_tokens, fields_file,
+                     out_dir, output, fmt, threads, region, passes, seed, init, force,
+                     status_file) -> "InferRequest":
+        """Check the options against each other and read the fields (stdin for '-')."""
+        fields = resolve_fields(field_tokens, fields_file)
+        if output is not None and len(fields) != 1:
+            raise UsageError("-o/--output takes a single field; use --out-dir for several")
+        if output == STDOUT:
+            fmt = fmt or "ecsv"
+            if fmt not in STREAM_FORMATS:
+                raise UsageError(f"cannot stream {fmt} to stdout: use --format ecsv or csv")
+            if status_file == STDOUT:
+                raise UsageError("-o - and --status-file - would both write to stdout")
+        elif output is not None:
+            fmt = fmt or format_from_path(output)
+            if fmt is None:
+                raise UsageError(f"cannot tell the catalog format of {output} from its "
+                                 "extension (.fits, .fits.gz, .ecsv, .csv): give --format")
+        settings = InferSettings(passes=passes, seed=seed, threads=threads, init=init,
+                                 region=Region.parse(region) if region else None)
+        config = JobConfig(data_dir=data_dir, out_dir=out_dir, settings=settings,
+                           fmt=fmt or "fits", output=output, force=force,
+                           command_line=command_line)
+        return cls(fields, config, status_file)
+
+    def with_workers(self, workers: int, threads: int) -> JobConfig:
+        """The job configuration for ``workers`` processes of ``threads`` threads each."""
+        settings = replace(self.config.settings, threads=threads)
+        return replace(self.config, settings=settings, n_procs=workers)
+
 
 def run_demo(out_dir: Path, settings: InferSettings) -> None:
+    """Simulate the built-in field into OUT_DIR/sdss, infer it and print its score."""
     from celestecli.demo import DEMO_FIELD, DemoSettings, score_lines, simulate_demo_field
+    from celestecli.parallel.jobs import DONE, run_field_job
 
     demo = DemoSettings()
     data_dir = out_dir / "sdss"
     click.echo(f"simulating {DEMO_FIELD}: {demo.width} x {demo.height} pixels, 5 bands, "
                f"{demo.n_sources} sources drawn from the prior, into {data_dir}", err=True)
     truth = simulate_demo_field(data_dir, demo)
-    with logging_redirect_tqdm(), tqdm(desc=str(DEMO_FIELD), unit="source", disable=None,
-                                       leave=False) as bar:
-        result = infer_field(data_dir, DEMO_FIELD, settings, progress=bar.update)
-    target = output_path(out_dir, DEMO_FIELD, "fits")
-    write_catalog(result.table, target, provenance=provenance_for(result, settings, data_dir))
-    click.echo(result.summary(), err=True)
-    click.echo(f"catalog: {target}")
-    for line in score_lines(target, truth):
+    config = JobConfig(data_dir=data_dir, out_dir=out_dir, settings=settings, force=True,
+                       command_line=shlex.join(["celeste", *sys.argv[1:]]))
+    outcome = run_field_job(config, DEMO_FIELD)
+    if outcome.status != DONE:
+        raise CelesteError(f"demo field {DEMO_FIELD}: {outcome.error}")
+    click.echo(outcome.describe(), err=True)
+    click.echo(f"catalog: {outcome.output}")
+    for line in score_lines(Path(outcome.output), truth):
         click.echo(line)
 
 
-def output_path(out_dir: Path, fid, fmt: str) -> Path:
-    return out_dir / f"celeste-{fid.stem}.{fmt}"
-
-
-def provenance_for(result, settings: InferSettings, data_dir: Path) -> Provenance:
-    from celestecli._kernels.openmp_info import openmp_enabled
-
-    extra = {"PASSES": settings.passes, "INIT": settings.init}
-    if settings.region is not None:
-        extra["REGION"] = str(settings.region)
-    return Provenance(fields=[str(result.fid)], rerun=301, n_threads=result.threads, n_procs=1,
-                      openmp=openmp_enabled(), seed=settings.seed,
-                      inputs=[InputFile.of(p) for p in result.inputs], extra=extra)
-
-
 @click.command("infer")
-@field_arguments
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("celeste-out"), show_default=True,
-              help="Directory for the catalogs, one celeste-RRRRRR-C-FFFF.<format> per field.")
-@click.option("-o", "--output", type=str, default=None,
-              help="Output file for a single field ('-' streams ECSV/CSV to stdout).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Catalog format [default: fits, or from -o's extension; ecsv on stdout].")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="OpenMP threads [default: available cores].")
-@click.option("--region", type=str, default=None,
-              help="Infer only sources in this pixel box of the r frame: X0:X1,Y0:Y1 "
-                   "(0-based, end exclusive), e.g. 310:410,630:730.")
-@click.option("--passes", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Joint coordinate-ascent passes over the sources.")
-@click.option("--seed", type=int, default=42, show_default=True,
-              help="Seed of the source schedule.")
-@click.option("--init", "init", type=click.Choice(INIT_MODES), default="auto", show_default=True,
-              help="Initial catalog: photoObj, detection, or photo when it has sources.")
+@infer_options
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes, each inferring one field at a time.")
 @click.option("--demo", is_flag=True,
               help="Simulate the built-in SDSS-like field into OUT_DIR/sdss, infer it and "
                    "print a score against its truth (offline; no FIELD needed).")
 @click.pass_obj
-def infer_command(app, field_tokens, fields_file, out_dir, output, fmt, threads, region, passes,
-                  seed, init, demo):
-    """Infer a catalog for each FIELD from its five SDSS images."""
+def infer_command(app, jobs, demo, **options):
+    """Infer a catalog for each FIELD from its five SDSS images.
+
+    Fields whose catalog exists with the same inputs, settings and celeste version are
+    skipped (--force redoes them); a field that another run is processing is left to it.
+    Catalogs are written atomically, so an interrupted run leaves none half-written and the
+    next run does the rest.  Exit 0 when every field is done or skipped, 3 when some failed.
+    """
+    from celestecli.parallel.pool import run_pool
+    from celestecli.parallel.serial import run_serial
+    from celestecli.parallel.sizing import plan_workers
+
     if demo:
-        if field_tokens or fields_file:
+        if options["field_tokens"] or options["fields_file"]:
             raise UsageError("--demo simulates its own field: give no FIELD")
-        run_demo(out_dir, InferSettings(passes=passes, seed=seed, threads=threads))
+        run_demo(options["out_dir"], InferSettings(passes=options["passes"], seed=options["seed"],
+                                                   threads=options["threads"]))
         return
-    fields = resolve_fields(field_tokens, fields_file)
-    if output is not None and len(fields) != 1:
-        raise UsageError("-o/--output takes a single field; use --out-dir for several")
-    settings = InferSettings(passes=passes, seed=seed, threads=threads, init=init,
-                             region=Region.parse(region) if region else None)
-    failures = {}
-    for fid in fields:
-        try:
-            with logging_redirect_tqdm(), tqdm(desc=str(fid), unit="source", disable=None,
-                                               leave=False) as bar:
-                result = infer_field(app.data_dir, fid, settings, progress=bar.update)
-            target = output if output is not None else output_path(out_dir, fid, fmt or "fits")
-            if output is None:
-                out_dir.mkdir(parents=True, exist_ok=True)
-            write_catalog(result.table, target, fmt=fmt,
-                          provenance=provenance_for(result, settings, app.data_dir))
-            click.echo(result.summary(), err=True)
-        except UsageError:
-            raise
-        except CelesteError as exc:
-            if len(fields) == 1:
-                raise
-            log.error("%s: %s", fid, exc)
-            failures[str(fid)] = str(exc)
-    if failures:
-        raise PartialFailure(failures, len(fields)) if len(failures) < len(fields) else \
-            CelesteError(f"all {len(fields)} fields failed")
+    request = InferRequest.from_options(app.data_dir, shlex.join(["celeste", *sys.argv[1:]]),
+                                        **options)
+    workers, threads = plan_workers(jobs, request.config.settings.threads, len(request.fields))
+    config = request.with_workers(workers, threads)
+    report = RunReport(StatusWriter(request.status_file), len(request.fields))
+    try:
+        with sigterm_raises():
+            if workers == 1:
+                run_serial(config, request.fields, report.add)
+            else:
+                run_pool(config, request.fields, workers, report.add)
+    except (KeyboardInterrupt, Terminated) as exc:
+        sigint = isinstance(exc, KeyboardInterrupt)
+        log.error("%s; %s", "interrupted" if sigint else "terminated", report.summary())
+        raise SystemExit(EXIT_SIGINT if sigint else EXIT_SIGTERM) from None
+    report.finish()

@@ -1,0 +1,75 @@
+"""Fields over MPI ranks: ``mpiexec -n 2 python -m celestecli.parallel.mpi`` as CI runs it.
+
+Skipped when mpiexec or mpi4py is missing (``pip install '.[mpi]'`` installs both); CI installs
+them, so there these tests run.  Open MPI refuses to run as root without the two
+OMPI_ALLOW_RUN_AS_ROOT variables, which are set here; ``timeout`` bounds every job so that a
+hang fails the test instead of eating the CI time.
+"""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from field_runs import BAD, GOOD, ORCHESTRATION, assert_same_sources, catalog_of, cli_env, leftovers
+
+pytestmark = pytest.mark.mpi
+
+MPI_TIMEOUT = 150
+
+
+def mpi_env() -> dict:
+    return cli_env(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                   OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
+def mpirun(n: int, *args) -> subprocess.CompletedProcess:
+    if shutil.which("mpiexec") is None:
+        pytest.skip("mpiexec not found: pip install '.[mpi]' (or install Open MPI)")
+    if importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("mpi4py not installed: pip install '.[mpi]'")
+    argv = ["timeout", str(MPI_TIMEOUT), "mpiexec", "--oversubscribe", "-n", str(n),
+            sys.executable, "-m", "celestecli.parallel.mpi", *map(str, args)]
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=mpi_env(), timeout=MPI_TIMEOUT + 30)
+
+
+def test_mpi_gives_the_pool_catalogs_and_survives_a_corrupt_field(sim_data, pool_run,
+                                                                  tmp_path):
+    out, status = tmp_path / "catalogs", tmp_path / "status.jsonl"
+    # the corrupt field second: rank 0 takes the first field, so another rank usually gets it
+    fields = [GOOD[0], BAD, *GOOD[1:]]
+    run = mpirun(2, "--data-dir", sim_data, "--out-dir", out, "--threads", "1",
+                 *ORCHESTRATION, "--status-file", status, *fields)
+    print(run.stderr)
+    assert run.returncode == 3, run.stderr  # not 124: no hang
+    assert "partial failure: 1 of 5 failed" in run.stderr and f"{BAD}: " in run.stderr
+    records = [json.loads(line) for line in status.read_text().splitlines()]
+    assert {r["field"]: r["status"] for r in records} == {
+        **{str(f): "done" for f in GOOD}, str(BAD): "failed"}
+    print({r["field"]: r["worker"] for r in records})
+    assert {r["worker"] for r in records} == {"rank 0", "rank 1"}
+    assert pool_run.run.returncode == 3
+    for fid in GOOD:
+        assert_same_sources(catalog_of(out, fid), catalog_of(pool_run.out, fid))
+    assert leftovers(out) == []
+
+    # the same skip rules as celeste infer: a rerun finds everything up to date
+    listing = tmp_path / "fields.txt"
+    listing.write_text("".join(f"{f}\n" for f in GOOD))
+    rerun = mpirun(2, "--data-dir", sim_data, "--out-dir", out, *ORCHESTRATION,
+                   "--status-file", "-", "--fields", listing)
+    assert rerun.returncode == 0, rerun.stderr
+    assert {json.loads(line)["status"] for line in rerun.stdout.splitlines()} == {"skipped"}
+
+
+def test_a_bad_field_list_stops_every_rank(tmp_path: Path):
+    listing = tmp_path / "fields.txt"
+    listing.write_text("9999/1/1\nnot-a-field\n")
+    run = mpirun(2, "--out-dir", tmp_path / "out", "--fields", listing)
+    assert run.returncode == 2, run.stderr
+    assert "malformed field token 'not-a-field'" in run.stderr
+    assert run.stderr.count("celeste: error") == 1  # rank 0 reports it, the others just stop
