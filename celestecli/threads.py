@@ -2,15 +2,19 @@
 
 import os
 
+from celestecli import STARTUP_CPUS
 from celestecli._kernels.openmp_info import max_threads, openmp_enabled
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and cgroups' cpusets)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """CPU cores this process may run on (respects affinity masks and cgroups' cpusets).
+
+    The mask is the one the process started with (see ``celestecli.STARTUP_CPUS``), not the
+    current one, which an OpenMP runtime honouring OMP_PLACES may have narrowed.
+    """
+    if STARTUP_CPUS is not None:
+        return len(STARTUP_CPUS)
+    return os.cpu_count() or 1
 
 
 def effective_threads(requested: int | None = None, workers: int = 1) -> int:

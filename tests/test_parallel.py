@@ -11,6 +11,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -30,7 +31,7 @@ from field_runs import (
     leftovers,
 )
 
-from celestecli.catalog import InputFile, Provenance, read_catalog, write_catalog
+from celestecli.catalog import InputFile, OutputError, Provenance, read_catalog, write_catalog
 from celestecli.catalog.schema import empty_catalog
 from celestecli.infer.field import InferSettings, Region
 from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
@@ -123,18 +124,20 @@ def test_changed_settings_make_a_catalog_out_of_date(pool_run, sim_data, tmp_pat
     assert read_catalog(catalog_of(out, fid)).meta["provenance"].seed == 7
 
 
-def test_a_corrupt_existing_catalog_is_redone(pool_run, sim_data, tmp_path):
+def test_a_corrupt_existing_catalog_is_redone_and_an_intact_one_skipped(pool_run, sim_data,
+                                                                      tmp_path):
     out = tmp_path / "catalogs"
     shutil.copytree(pool_run.out, out)
-    fid = GOOD[2]
-    target = catalog_of(out, fid)
+    corrupt, intact = GOOD[2], GOOD[3]
+    target = catalog_of(out, corrupt)
     with open(target, "r+b") as fh:  # cut short, as by a full disk or a bad copy
         fh.truncate(target.stat().st_size // 2)
-    run = celeste(*infer_args(sim_data, out, "--status-file", "-", fid))
+    run = celeste(*infer_args(sim_data, out, "--status-file", "-", corrupt, intact))
     assert run.returncode == 0, run.stderr
     assert "unreadable, redoing it" in run.stderr
-    assert json.loads(run.stdout)["status"] == "done"
-    assert_same_sources(target, catalog_of(pool_run.out, fid))
+    records = {r["field"]: r["status"] for r in map(json.loads, run.stdout.splitlines())}
+    assert records == {str(corrupt): "done", str(intact): "skipped"}
+    assert_same_sources(target, catalog_of(pool_run.out, corrupt))
 
 
 def test_a_field_locked_by_another_process_is_left_to_it(sim_data, tmp_path):
@@ -166,7 +169,8 @@ def test_sigkilled_run_is_completed_by_the_next(sim_data, single_catalogs, tmp_p
     # a temporary file left by some earlier run that died while writing
     stale = out / f".{catalog_of(out, GOOD[3]).name}.99999.deadbeef.part"
     stale.write_bytes(b"SIMPLE  = half a catalog")
-    argv = celeste_argv(*infer_args(sim_data, out, "-j", "2", "--threads", "1", *GOOD))
+    fields = GOOD[1:]
+    argv = celeste_argv(*infer_args(sim_data, out, "-j", "2", "--threads", "1", *fields))
     proc = subprocess.Popen(argv, env=cli_env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_first_catalog(proc, out)
@@ -174,20 +178,20 @@ def test_sigkilled_run_is_completed_by_the_next(sim_data, single_catalogs, tmp_p
     assert proc.wait(timeout=30) == -signal.SIGKILL
     done_before = sorted(p.name for p in out.glob("celeste-*.fits"))
     print("catalogs when killed:", done_before, "other files:", leftovers(out))
-    assert len(done_before) < len(GOOD)
+    assert len(done_before) < len(fields)
     for name in done_before:
         read_catalog(out / name)  # complete and valid (checksums verified)
 
     rerun = celeste(*infer_args(sim_data, out, "-j", "2", "--threads", "1",
-                                "--status-file", tmp_path / "status.jsonl", *GOOD))
+                                "--status-file", tmp_path / "status.jsonl", *fields))
     print(rerun.stderr)
     assert rerun.returncode == 0, rerun.stderr
     records = statuses(tmp_path / "status.jsonl")
     # the killed run's workers died with it: no field is still locked
     assert not [f for f, r in records.items() if r["status"] == "busy"]
     assert sorted(f for f, r in records.items() if r["status"] == "skipped") == sorted(
-        str(f) for f in GOOD if catalog_of(out, f).name in done_before)
-    for fid in GOOD:
+        str(f) for f in fields if catalog_of(out, f).name in done_before)
+    for fid in fields:
         assert_same_sources(catalog_of(out, fid), catalog_of(single_catalogs, fid))
     assert leftovers(out) == []
 
@@ -333,6 +337,24 @@ def test_status_lines_from_concurrent_writers_stay_whole(tmp_path):
     assert len(records) == 400
     assert len({r["field"] for r in records}) == 400
     assert {"time", "host", "pid"} <= set(records[0])
+
+
+def test_available_cores_are_those_the_process_started_with():
+    """OMP_PROC_BIND makes GNU OpenMP pin the initial thread as it loads; the count of cores a
+    run may use must not shrink with it (the Slurm scripts set OMP_PROC_BIND)."""
+    code = ("import os; before = len(os.sched_getaffinity(0)); "
+            "from celestecli.threads import available_cores; "
+            "print(before, available_cores(), len(os.sched_getaffinity(0)))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=cli_env(OMP_PROC_BIND="close", OMP_PLACES="cores"), check=True)
+    before, available, pinned = map(int, run.stdout.split())
+    print(f"cores at start {before}, available_cores() {available}, pinned now {pinned}")
+    assert available == before
+
+
+def test_an_unwritable_status_file_fails_before_any_work(tmp_path):
+    with pytest.raises(OutputError, match="missing/status.jsonl"):
+        StatusWriter(tmp_path / "missing" / "status.jsonl")
 
 
 @pytest.mark.parametrize("jobs, threads, n_fields, cores, expected", [

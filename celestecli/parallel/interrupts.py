@@ -8,8 +8,16 @@ EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
-class Terminated(BaseException):  # noqa: N818 - named after the signal, like KeyboardInterrupt
-    """SIGTERM arrived (a BaseException, so that no ``except Exception`` swallows it)."""
+class Terminated(SystemExit):  # noqa: N818 - named after the signal, like KeyboardInterrupt
+    """SIGTERM arrived.
+
+    A SystemExit (exit status 143), because code that catches everything tends to let
+    SystemExit and KeyboardInterrupt through (multiprocessing-logging's handler, for one, would
+    otherwise swallow the signal), and because an uncaught one just ends the process quietly.
+    """
+
+    def __init__(self):
+        super().__init__(EXIT_SIGTERM)
 
 
 def _raise_terminated(_signum, _frame):

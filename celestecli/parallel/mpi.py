@@ -171,7 +171,7 @@ def run(app, verbose: int, quiet: int, options: dict) -> int:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         report = RunReport(StatusWriter(request.status_file), len(request.fields))
-        log.info("%d fields over %d ranks, %d threads each", len(request.fields), size,
+        log.info("fields: %d, ranks: %d, threads per rank: %d", len(request.fields), size,
                  config.settings.threads)
         with logging_redirect_tqdm():
             dispatch(comm, MPI, config, request.fields, report)

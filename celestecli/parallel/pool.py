@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from celestecli import STARTUP_CPUS
 from celestecli.errors import EXIT_RUNTIME
 from celestecli.parallel.interrupts import EXIT_SIGTERM, Terminated
 from celestecli.parallel.jobs import FAILED, JobConfig, Outcome, run_field_job
@@ -64,6 +65,8 @@ def _init_worker(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_sigterm)
     _die_with_parent(parent_pid)
+    if STARTUP_CPUS:  # undo the pinning OMP_PLACES/OMP_PROC_BIND gave the parent's thread
+        os.sched_setaffinity(0, STARTUP_CPUS)
     threadpool_limits(1, user_api="blas")
 
 

@@ -4,7 +4,7 @@ import logging
 import time
 from collections import Counter
 
-from celestecli.errors import AllFailed, CelesteError, PartialFailure
+from celestecli.errors import EXIT_USAGE, AllFailed, CelesteError, PartialFailure, UsageError
 from celestecli.parallel.jobs import BUSY, DONE, FAILED, SKIPPED, Outcome
 from celestecli.parallel.status import StatusWriter
 
@@ -59,5 +59,7 @@ class RunReport:
         if len(failed) < self.n_fields:
             raise PartialFailure(failures, self.n_fields)
         if self.n_fields == 1:
+            if failed[0].exit_code == EXIT_USAGE:
+                raise UsageError(failed[0].error or "failed")
             raise FieldFailed(failed[0].error or "failed", failed[0].exit_code)
         raise AllFailed(failures, self.n_fields)

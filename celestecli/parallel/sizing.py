@@ -30,4 +30,8 @@ def plan_workers(jobs: int, threads: int | None, n_fields: int,
         log.warning("%d workers x %d threads exceeds the %d available cores; using %d "
                     "threads per worker", workers, per_worker, cores, clamped)
         per_worker = clamped
+    if workers > 1 and per_worker > 1 and (os.environ.get("OMP_PLACES")
+                                           or os.environ.get("OMP_PROC_BIND")):
+        log.warning("OMP_PLACES/OMP_PROC_BIND bind the threads of every worker to the same "
+                    "places; unset them when running several workers")
     return workers, per_worker

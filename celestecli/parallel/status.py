@@ -13,14 +13,28 @@ import socket
 import sys
 from datetime import UTC, datetime
 
+from celestecli.catalog.atomic import OutputError
+
 
 class StatusWriter:
-    """Appends outcome records to a JSON-lines file, to stdout (``-``), or nowhere (None)."""
+    """Appends outcome records to a JSON-lines file, to stdout (``-``), or nowhere (None).
+
+    The file is created (or opened) at once, so that a path that cannot be written fails the
+    run before any work is done.
+    """
 
     def __init__(self, target: str | os.PathLike | None):
         self.target = None if target is None else str(target)
         self._host = socket.gethostname()
         self._pid = os.getpid()
+        if self.target not in (None, "-"):
+            os.close(self._open())
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputError(self.target, exc.strerror or str(exc)) from exc
 
     def line(self, record: dict) -> str:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -35,7 +49,7 @@ class StatusWriter:
             sys.stdout.write(text)
             sys.stdout.flush()
             return
-        fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = text.encode()
