@@ -420,6 +420,21 @@ cdef inline void add_cross_terms(double* hess, const double* M, int fcol, const 
             hess[NP * p + k] += tmp
 
 
+cdef inline void add_congruence(double* hess, const double* T2, const double* M,
+                                int n) noexcept nogil:
+    """hess[:n, :n] += T M T^T for the leading n x n block T of T2 (raw -> parameters) and an
+    n x n raw-coordinate Hessian sum M."""
+    cdef int p, q, i, j
+    cdef double tmp
+    for p in range(n):
+        for q in range(n):
+            tmp = 0.0
+            for i in range(n):
+                for j in range(n):
+                    tmp += T2[6 * p + i] * M[n * i + j] * T2[6 * q + j]
+            hess[NP * p + q] += tmp
+
+
 cdef void assemble_image(const Problem* pd, long s, int n, const double* th, const double* comp,
                          double* acc, int mode, double* grad, double* hess) noexcept nogil:
     """Map one image's accumulated sums to the 44-parameter gradient and Hessian."""
@@ -537,20 +552,8 @@ cdef void assemble_image(const Problem* pd, long s, int n, const double* th, con
         add_cross_terms(hess, B, fcol, T2, acc + A_SW + gcol, ng)
     # profile Hessians: u-u block of the star, full shape block of the galaxy, and the
     # curvature of Sigma(rho, phi, sigma)
-    for p in range(2):
-        for q in range(2):
-            tmp = 0.0
-            for i in range(2):
-                for j in range(2):
-                    tmp += T2[6 * p + i] * acc[A_HR1 + 2 * i + j] * T2[6 * q + j]
-            hess[NP * p + q] += tmp
-    for p in range(6):
-        for q in range(6):
-            tmp = 0.0
-            for i in range(6):
-                for j in range(6):
-                    tmp += T2[6 * p + i] * acc[A_HR2 + 6 * i + j] * T2[6 * q + j]
-            hess[NP * p + q] += tmp
+    add_congruence(hess, T2, acc + A_HR1, 2)
+    add_congruence(hess, T2, acc + A_HR2, 6)
     for p in range(3):
         for q in range(3):
             tmp = 0.0
