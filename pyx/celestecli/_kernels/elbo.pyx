@@ -44,7 +44,7 @@ cdef enum:
     R_H1 = 3                 # d2 f1 / d mu2: xx, xy, yy
     R_F2 = 6                 # galaxy profile
     R_G2 = 7                 # d f2 / d (mu_x, mu_y, theta, S11, S12, S22)
-    R_H2 = 13                # 6 x 6, row-major (upper triangle filled, then mirrored)
+    R_H2 = 13                # 6 x 6, row-major, upper triangle only
     R_SIZE = 49
     R_STRIDE = 64            # per-thread record spacing: 512 bytes, so threads share no cache line
 
@@ -243,7 +243,7 @@ cdef void setup_components(const Problem* pd, long s, int n, const double* th,
 cdef inline void pixel_profiles(const double* comp, int n_psf, double px, double py,
                                 int mode, double* r) noexcept nogil:
     """Star and galaxy profiles at pixel (px, py) with raw derivatives up to order ``mode``."""
-    cdef int k, c, a, b
+    cdef int k, c
     cdef const double* g
     cdef double dx, dy, y1, y2, q, v, tg, sg, tgn, sgn_nu, d0, d1, d2, P11, P12, P22
     cdef double D00, D01, D02, D11, D12, D22, nu
@@ -330,10 +330,6 @@ cdef inline void pixel_profiles(const double* comp, int n_psf, double px, double
         h[28] += tgn * (D11 + d1 * d1)
         h[29] += tgn * (D12 + d1 * d2)
         h[35] += tgn * (D22 + d2 * d2)
-    if mode >= 2:
-        for a in range(6):
-            for b in range(a):
-                h[6 * a + b] = h[6 * b + a]
 
 
 cdef inline double pixel_accumulate(const double* r, const double* bc, double x, double iota,
