@@ -222,21 +222,34 @@ def kl_color_mixture(beta, lam, kappa, i: int):
     return total
 
 
-def radius_log_prior(sigma):
-    """log N(sigma; RADIUS_MEAN, RADIUS_SD^2) of the RAW radius in pixels (quirk, MODEL.md 3.4)."""
+def beta_log_density(x, a: float, b: float):
+    log_beta = gammaln(a) + gammaln(b) - gammaln(a + b)
+    return (a - 1.0) * np.log(x) + (b - 1.0) * np.log(1.0 - x) - log_beta
+
+
+def shape_log_prior(theta, rho, sigma):
+    """log p of a galaxy's shape: LogNormal radius, Beta axis ratio and de Vaucouleurs share."""
     var = priors.RADIUS_SD**2
-    return -0.5 * (onp.log(2.0 * onp.pi * var) + (sigma - priors.RADIUS_MEAN) ** 2 / var)
+    log_sigma = np.log(sigma)
+    log_normal = -log_sigma - 0.5 * (onp.log(2.0 * onp.pi * var)
+                                     + (log_sigma - priors.RADIUS_MEAN) ** 2 / var)
+    return (log_normal + beta_log_density(rho, *priors.AXIS_RATIO_BETA)
+            + beta_log_density(theta, *priors.FRAC_DEV_BETA))
 
 
 def kl_source(p):
-    """KL_s of MODEL.md 3.4: type, log-flux and colour-mixture KLs minus the radius log-prior."""
+    """KL_s of MODEL.md 3.4: type, log-flux and colour-mixture KLs; the galaxy branch also
+    pays -log p(shape)."""
     chi = p[_CHI]
     total = kl_type(chi)
     for i in range(2):
         per_type = (kl_logflux(p[_GAMMA[i]], p[_ZETA[i]], i)
                     + kl_color_mixture(p[_BETA[i]], p[_LAMBDA[i]], p[_KAPPA[i]], i))
+        if i == 1:
+            per_type = per_type - shape_log_prior(p[layout.THETA], p[layout.RHO],
+                                                  p[layout.SIGMA])
         total = total + chi[i] * per_type
-    return total - radius_log_prior(p[layout.SIGMA])
+    return total
 
 
 # --- ELBO and its derivatives -------------------------------------------------------------------

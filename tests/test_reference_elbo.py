@@ -28,7 +28,7 @@ from reference_elbo import (
     kl_logflux,
     kl_source,
     pixel_moments,
-    radius_log_prior,
+    shape_log_prior,
     star_profile,
 )
 from reference_problems import PIXELS_PER_DEG, random_problem
@@ -121,10 +121,15 @@ def test_kl_source_matches_monte_carlo_of_the_joint():
             lnr, priors.LOGFLUX_MEAN[i], np.sqrt(priors.LOGFLUX_VAR[i])))
         log_ratio[sel] += _color_log_ratio(rng, p[list(layout.BETA[i])], p[list(layout.LAMBDA[i])],
                                            p[list(layout.KAPPA[i])], i, m)[0]
-    sigma = p[layout.SIGMA]
-    log_prior_sigma = stats.norm.logpdf(sigma, priors.RADIUS_MEAN, priors.RADIUS_SD)
-    assert radius_log_prior(sigma) == pytest.approx(log_prior_sigma, rel=1e-12)
-    assert_mc_close(log_ratio - log_prior_sigma, kl_source(p))
+    # the galaxy's shape is a point estimate: its branch pays -log p(shape)
+    log_prior_shape = (
+        stats.lognorm.logpdf(p[layout.SIGMA], priors.RADIUS_SD, scale=np.exp(priors.RADIUS_MEAN))
+        + stats.beta.logpdf(p[layout.RHO], *priors.AXIS_RATIO_BETA)
+        + stats.beta.logpdf(p[layout.THETA], *priors.FRAC_DEV_BETA))
+    assert shape_log_prior(p[layout.THETA], p[layout.RHO], p[layout.SIGMA]) == pytest.approx(
+        log_prior_shape, rel=1e-12)
+    log_ratio[a == 1] -= log_prior_shape
+    assert_mc_close(log_ratio, kl_source(p))
 
 
 # --- (b) light profiles ---------------------------------------------------------------------------

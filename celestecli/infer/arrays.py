@@ -48,8 +48,7 @@ def model_constants() -> dict:
         color_mean=np.array(priors.COLOR_MEANS, dtype=np.float64),
         color_prec=np.array(priors.COLOR_PRECISIONS, dtype=np.float64),
         color_logdet=np.array(priors.COLOR_LOGDETS, dtype=np.float64),
-        radius_mean=float(priors.RADIUS_MEAN),
-        radius_sd=float(priors.RADIUS_SD),
+        shape_prior=priors.shape_prior_constants(),
     )
 
 

@@ -4,8 +4,8 @@
   "empirical" share; the VI prior itself favours stars far more, MODEL.md 2.2);
 * ln r | type ~ Normal(LOGFLUX_MEAN, LOGFLUX_VAR) (a variance);
 * colours | type: the type's 8-component Gaussian mixture;
-* shape (MODEL.md 9.3): frac_dev ~ Beta(0.5, 0.5), axis ratio ~ Beta(2, 2),
-  angle ~ U(0, pi), sigma (px) ~ LogNormal(RADIUS_MEAN, RADIUS_SD).  Stars get a shape too;
+* shape (MODEL.md 9.3; the priors our ELBO also uses): frac_dev ~ Beta(0.5, 0.5), axis
+  ratio ~ Beta(2, 2), angle ~ U(0, pi), sigma (px) ~ LogNormal(RADIUS_MEAN, RADIUS_SD).  Stars get a shape too;
   their light does not use it;
 * position uniform over the r frame, ``margin`` pixels from its edges.
 """
@@ -40,8 +40,8 @@ def draw_from_prior(n: int, rng: np.random.Generator, wcs, shape: tuple[int, int
             sel = rows[component[rows] == d]
             colors[sel] = rng.multivariate_normal(priors.COLOR_MEANS[i, d],
                                                   priors.COLOR_COVS[i, d], size=sel.size)
-    frac_dev = rng.beta(0.5, 0.5, n)
-    axis_ratio = rng.beta(2.0, 2.0, n)
+    frac_dev = rng.beta(*priors.FRAC_DEV_BETA, n)
+    axis_ratio = rng.beta(*priors.AXIS_RATIO_BETA, n)
     angle = rng.uniform(0.0, np.pi, n)
     sigma = rng.lognormal(priors.RADIUS_MEAN, priors.RADIUS_SD, n)
     x = rng.uniform(margin, nx - 1 - margin, n)

@@ -559,9 +559,42 @@ cdef void assemble_image(const Problem* pd, long s, int n, const double* th, con
             hess[NP * (P_RHO + p) + P_RHO + q] += tmp
 
 
+cdef double shape_neg_log_prior(const Problem* pd, const double* th, double* dT) noexcept nogil:
+    """-log p(sigma, rho, theta) of a galaxy's shape (priors.shape_prior_constants); adds its
+    gradient to dT."""
+    cdef const double* c = pd.shape_prior
+    cdef double sig = th[P_SIGMA], rho = th[P_RHO], tht = th[P_THETA]
+    cdef double s2 = c[1] * c[1]
+    cdef double z = log(sig) - c[0]
+    dT[P_SIGMA] += (1.0 + z / s2) / sig
+    dT[P_RHO] += (1.0 - c[2]) / rho + (c[3] - 1.0) / (1.0 - rho)
+    dT[P_THETA] += (1.0 - c[4]) / tht + (c[5] - 1.0) / (1.0 - tht)
+    return (log(sig) + 0.5 * z * z / s2
+            + (1.0 - c[2]) * log(rho) + (1.0 - c[3]) * log(1.0 - rho)
+            + (1.0 - c[4]) * log(tht) + (1.0 - c[5]) * log(1.0 - tht) + c[6])
+
+
+cdef void shape_neg_log_prior_curvature(const Problem* pd, const double* th, double chi,
+                                        double* hess) noexcept nogil:
+    """Subtract chi times the Hessian of shape_neg_log_prior from hess (it is diagonal)."""
+    cdef const double* c = pd.shape_prior
+    cdef double sig = th[P_SIGMA], rho = th[P_RHO], tht = th[P_THETA]
+    cdef double s2 = c[1] * c[1]
+    cdef double z = log(sig) - c[0]
+    hess[NP * P_SIGMA + P_SIGMA] -= chi * ((1.0 - z) / s2 - 1.0) / (sig * sig)
+    hess[NP * P_RHO + P_RHO] -= chi * ((c[2] - 1.0) / (rho * rho)
+                                       + (c[3] - 1.0) / ((1.0 - rho) * (1.0 - rho)))
+    hess[NP * P_THETA + P_THETA] -= chi * ((c[4] - 1.0) / (tht * tht)
+                                           + (c[5] - 1.0) / ((1.0 - tht) * (1.0 - tht)))
+
+
 cdef double kl_eval(const Problem* pd, const double* th, int mode,
                     double* grad, double* hess) noexcept nogil:
-    """KL of one source's q from its prior plus the radius log-prior term (MODEL.md 3.4, 4.8).
+    """KL of one source's q from its prior (MODEL.md 3.4, 4.8).
+
+    The galaxy branch includes -log p(shape) (shape_neg_log_prior), weighted by P(galaxy) like
+    the rest of that branch; Celeste instead adds a Gaussian log-density of the raw radius,
+    unweighted, which leaves point-like "galaxies" free.
 
     Returns KL_s; when mode >= 1 subtracts its gradient from ``grad`` and (mode 2) its
     Hessian from ``hess``, i.e. adds the derivatives of -KL_s to the ELBO's.
@@ -572,7 +605,6 @@ cdef double kl_eval(const Problem* pd, const double* th, int mode,
     cdef double pdiff[4]
     cdef int i, d, j, l, islot, bslot, lslot, kslot
     cdef const double* P
-    cdef double sd2 = pd.radius_sd * pd.radius_sd
     for i in range(2):
         chi = th[P_CHI + i]
         gam = th[P_GAMMA + i]
@@ -583,6 +615,8 @@ cdef double kl_eval(const Problem* pd, const double* th, int mode,
         T = 0.5 * (log(V) - log(zeta) + (zeta + (gam - M) * (gam - M)) / V - 1.0)
         dT[P_GAMMA + i] = (gam - M) / V
         dT[P_ZETA + i] = 0.5 * (1.0 / V - 1.0 / zeta)
+        if i == 1:
+            T += shape_neg_log_prior(pd, th, dT)
         for d in range(8):
             kap = th[P_KAPPA + 8 * i + d]
             P = pd.color_prec + 16 * (8 * i + d)
@@ -619,6 +653,8 @@ cdef double kl_eval(const Problem* pd, const double* th, int mode,
             if l != islot and dT[l] != 0.0:
                 hess[NP * islot + l] -= dT[l]
                 hess[NP * l + islot] -= dT[l]
+        if i == 1:
+            shape_neg_log_prior_curvature(pd, th, chi, hess)
         hess[NP * (P_GAMMA + i) + P_GAMMA + i] -= chi / V
         hess[NP * (P_ZETA + i) + P_ZETA + i] -= chi * 0.5 / (zeta * zeta)
         for d in range(8):
@@ -642,12 +678,6 @@ cdef double kl_eval(const Problem* pd, const double* th, int mode,
                 hess[NP * kslot + lslot] -= chi * rd
                 hess[NP * lslot + kslot] -= chi * rd
                 hess[NP * lslot + lslot] -= chi * kap * 0.5 / (lam * lam)
-    rd = th[P_SIGMA] - pd.radius_mean
-    total += 0.5 * (log(2.0 * M_PI) + log(sd2) + rd * rd / sd2)
-    if mode >= 1:
-        grad[P_SIGMA] -= rd / sd2
-    if mode >= 2:
-        hess[NP * P_SIGMA + P_SIGMA] -= 1.0 / sd2
     return total
 
 

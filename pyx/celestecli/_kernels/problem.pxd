@@ -43,8 +43,8 @@ ctypedef struct Problem:
     const double* color_mean   # (2, 8, 4)
     const double* color_prec   # (2, 8, 4, 4)
     const double* color_logdet # (2, 8)
-    double radius_mean
-    double radius_sd
+    const double* shape_prior  # (7,) galaxy shape prior: ln sigma ~ N(mean, sd); rho ~ Beta(a, b);
+                               # theta ~ Beta(a, b); last: its log normaliser (see model/priors.py)
 
 # The visited pixels of one source (its patch boxes, non-NaN), with the fixed neighbours'
 # contribution precomputed: they do not change while this source is optimised.

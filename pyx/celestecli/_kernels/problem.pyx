@@ -15,7 +15,7 @@ _ARRAY_SPECS = {
     "gal_weight": (np.float64, 1), "gal_var": (np.float64, 1), "gal_proto": (np.int32, 1),
     "type_prior": (np.float64, 1), "logflux_mean": (np.float64, 1), "logflux_var": (np.float64, 1),
     "color_weight": (np.float64, 2), "color_mean": (np.float64, 3), "color_prec": (np.float64, 4),
-    "color_logdet": (np.float64, 2),
+    "color_logdet": (np.float64, 2), "shape_prior": (np.float64, 1),
 }
 
 
@@ -41,7 +41,7 @@ cdef class CyProblem:
     ``params`` is shared, not copied: the optimizer updates it in place.
     """
 
-    def __init__(self, *, double radius_mean, double radius_sd, **arrays):
+    def __init__(self, **arrays):
         missing = sorted(set(_ARRAY_SPECS) - set(arrays))
         extra = sorted(set(arrays) - set(_ARRAY_SPECS))
         if missing or extra:
@@ -58,7 +58,7 @@ cdef class CyProblem:
             "gal_weight": (N_GAL_PROTO,), "gal_var": (N_GAL_PROTO,), "gal_proto": (N_GAL_PROTO,),
             "type_prior": (2,), "logflux_mean": (2,), "logflux_var": (2,),
             "color_weight": (2, 8), "color_mean": (2, 8, 4), "color_prec": (2, 8, 4, 4),
-            "color_logdet": (2, 8),
+            "color_logdet": (2, 8), "shape_prior": (7,),
         }
         for name, shape in expect.items():
             if a[name].shape != shape:
@@ -125,8 +125,7 @@ cdef class CyProblem:
         self.pd.color_mean = _dptr(a["color_mean"])
         self.pd.color_prec = _dptr(a["color_prec"])
         self.pd.color_logdet = _dptr(a["color_logdet"])
-        self.pd.radius_mean = radius_mean
-        self.pd.radius_sd = radius_sd
+        self.pd.shape_prior = _dptr(a["shape_prior"])
 
     @property
     def params(self):
