@@ -41,7 +41,7 @@ def _kind_of(kind: str | None, path: Path) -> str:
               default=DEFAULT_TOLERANCE_ARCSEC, show_default=True,
               help="Match radius in arcsec.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000,
-              show_default=True, help="Bootstrap resamples for the 95%% intervals (0: none).")
+              show_default=True, help="Bootstrap resamples for the 95% intervals (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
