@@ -487,6 +487,22 @@ cdef void assemble_image(const Problem* pd, long s, int n, const double* th, con
             for q in range(ng):
                 A[10 * p + gcol + q] = bc[4 * i] * T2[6 * p + q]
                 B[10 * p + gcol + q] = bc[4 * i + 1] * T2[6 * p + q]
+        if mode < 2:
+            continue
+        # second derivatives of the brightness factors c_i, d_i, and their cross terms with
+        # the profile gradients: hess(c_i) Sz_f + sym(grad c_i (x) T Sz_g) (+ same for d_i, Sw)
+        sf = acc[A_SZ + fcol]
+        sf2 = acc[A_SW + fcol]
+        for k in range(10):
+            tmp = e * alpha[k] * sf + e2 * alpha2[k] * sf2
+            hess[NP * (P_CHI + i) + slots[k]] += tmp
+            hess[NP * slots[k] + P_CHI + i] += tmp
+            for j in range(10):
+                hess[NP * slots[k] + slots[j]] += chi * (e * alpha[k] * alpha[j] * sf
+                                                         + e2 * alpha2[k] * alpha2[j] * sf2)
+        # the f columns of A and B hold grad c_i and grad d_i
+        add_cross_terms(hess, A, fcol, T2, acc + A_SZ + gcol, ng)
+        add_cross_terms(hess, B, fcol, T2, acc + A_SW + gcol, ng)
     # gradient: A Sz + B Sw
     for p in range(NP):
         tmp = 0.0
@@ -524,29 +540,6 @@ cdef void assemble_image(const Problem* pd, long s, int n, const double* th, con
                 tmp += AS[10 * p + k] * B[10 * q + k]
             hess[NP * p + q] += tmp
             hess[NP * q + p] += tmp
-    # second derivatives of the brightness factors c_i, d_i, and their cross terms with the
-    # profile gradients: sum_i [hess(c_i) Sz_f + sym(grad c_i (x) T Sz_g)] (+ same for d_i, Sw)
-    for i in range(2):
-        brightness_slots(i, slots)
-        e = bc[4 * i + 2]
-        e2 = bc[4 * i + 3]
-        chi = th[P_CHI + i]
-        fcol = 0 if i == 0 else 3
-        gcol = fcol + 1
-        ng = 2 if i == 0 else 6
-        sf = acc[A_SZ + fcol]
-        sf2 = acc[A_SW + fcol]
-        for k in range(10):
-            tmp = e * alpha[k] * sf + e2 * alpha2[k] * sf2
-            hess[NP * (P_CHI + i) + slots[k]] += tmp
-            hess[NP * slots[k] + P_CHI + i] += tmp
-            for j in range(10):
-                hess[NP * slots[k] + slots[j]] += chi * (e * alpha[k] * alpha[j] * sf
-                                                         + e2 * alpha2[k] * alpha2[j] * sf2)
-        # profile-gradient part: sym(grad c_i (x) T Sz_g) and sym(grad d_i (x) T Sw_g), where
-        # the f columns of A and B hold grad c_i and grad d_i
-        add_cross_terms(hess, A, fcol, T2, acc + A_SZ + gcol, ng)
-        add_cross_terms(hess, B, fcol, T2, acc + A_SW + gcol, ng)
     # profile Hessians: u-u block of the star, full shape block of the galaxy, and the
     # curvature of Sigma(rho, phi, sigma)
     add_congruence(hess, T2, acc + A_HR1, 2)
