@@ -23,8 +23,8 @@ shift 2
 data_dir=${CELESTE_DATA_DIR:-sdss}
 mkdir -p "$data_dir" "$out_dir"
 
-# one download at a time per data dir: overlapping fetches would write the same .part files
-flock "$data_dir/.celeste-fetch.lock" celeste -q --data-dir "$data_dir" fetch --fields "$field_list"
+# overlapping runs share the downloads: each file is fetched once, under a lock
+celeste -q --data-dir "$data_dir" fetch --fields "$field_list"
 celeste -q --data-dir "$data_dir" infer --fields "$field_list" --out-dir "$out_dir" \
     -j "${CELESTE_JOBS:-2}" --threads "${CELESTE_THREADS:-1}" \
     --status-file "$out_dir/status.jsonl" "$@"

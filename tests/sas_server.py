@@ -67,7 +67,8 @@ class Fault:
     and half the body, then close), ``stall`` (the same, but wait ``stall`` seconds before
     closing), ``short`` (a body ``missing`` bytes shorter than its
     Content-Length, then close), ``ignore_range`` (answer 200 with the whole body even to a
-    Range request), ``corrupt`` (a bz2/gzip payload with flipped bytes in the middle).
+    Range request), ``corrupt`` (a bz2/gzip payload with flipped bytes in the middle),
+    ``slow`` (the whole body, in pieces spread over ``stall`` seconds).
     """
 
     pattern: str
@@ -190,12 +191,14 @@ def _handler_class(server: SASServer):
             if kind in ("drop", "stall"):
                 return self._reply(path, status, payload, headers, send=len(payload) // 2,
                                    stall=fault.stall)
+            if kind == "slow":
+                return self._reply(path, status, payload, headers, spread=fault.stall)
             if kind == "short":
                 return self._reply(path, status, payload, headers,
                                    send=max(0, len(payload) - fault.missing))
             return self._reply(path, status, payload, headers)
 
-        def _reply(self, path, status, payload, headers=None, send=None, stall=0.0):
+        def _reply(self, path, status, payload, headers=None, send=None, stall=0.0, spread=0.0):
             server._log(path, self.headers, int(status))
             self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))
@@ -203,6 +206,14 @@ def _handler_class(server: SASServer):
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.end_headers()
+            if spread > 0.0:
+                pieces = 10
+                step = -(-len(payload) // pieces)
+                for i in range(pieces):
+                    self.wfile.write(payload[i * step:(i + 1) * step])
+                    self.wfile.flush()
+                    time.sleep(spread / pieces)
+                return
             if send is None:
                 self.wfile.write(payload)
                 return

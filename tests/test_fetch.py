@@ -9,6 +9,7 @@ import gzip
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -53,14 +54,19 @@ def sas():
         yield server
 
 
-def celeste(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m celestecli ARGS`` from this checkout, with tiny retry waits."""
+def celeste_env() -> dict[str, str]:
+    """The environment of a ``celeste`` run from this checkout, with tiny retry waits."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["CELESTE_FETCH_BACKOFF"] = "0.01"
+    return env
+
+
+def celeste(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m celestecli ARGS`` from this checkout."""
     return subprocess.run([sys.executable, "-m", "celestecli", *args], input=stdin,
                           stdin=None if stdin is not None else subprocess.DEVNULL,
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=celeste_env(), timeout=120)
 
 
 def fetch(data_dir: Path, server: SASServer, *args: str, stdin: str | None = None):
@@ -237,6 +243,27 @@ def test_present_files_are_verified_not_trusted(sas, tmp_path):
     n_before = len(sas.gets())
     again = fetch(tmp_path, sas, FIELD, "--bands", "r")
     assert again.returncode == 0 and len(sas.gets()) == n_before
+
+
+def test_two_concurrent_fetches_download_each_file_once(sas, tmp_path):
+    sas.add_fault("*", "slow", times=float("inf"), stall=2.0)  # each file takes 2 s
+    cmd = [sys.executable, "-m", "celestecli", "--data-dir", str(tmp_path), "fetch",
+           "--base-url", sas.base_url, FIELD, "--bands", "r"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL, env=celeste_env())
+    deadline = time.monotonic() + 60
+    while not sas.gets() and time.monotonic() < deadline:  # the first run is downloading
+        time.sleep(0.05)
+    second = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            env=celeste_env(), timeout=120)
+    first_err = first.communicate(timeout=120)[1]
+    assert first.returncode == 0, first_err
+    assert second.returncode == 0, second.stderr
+    assert "being fetched by another process" in first_err + second.stderr
+    assert local_files(tmp_path) == set(expected_files("r"))  # no .part or lock files left
+    assert_fetched(tmp_path, sas, "r")
+    names = [g.name for g in sas.gets()]
+    assert sorted(names) == sorted(set(names)) and len(names) == 5  # each file once
 
 
 @pytest.mark.parametrize("args", [["--bands", "rx"], ["--base-url", "ftp://example.org"],

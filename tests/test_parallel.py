@@ -35,7 +35,7 @@ from celestecli.catalog import InputFile, OutputError, Provenance, read_catalog,
 from celestecli.catalog.schema import empty_catalog
 from celestecli.infer.field import InferSettings, Region
 from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
-from celestecli.parallel.locks import FieldLock, lock_path
+from celestecli.locks import FileLock, lock_path
 from celestecli.parallel.sizing import plan_workers
 from celestecli.parallel.status import StatusWriter
 
@@ -142,7 +142,7 @@ def test_a_corrupt_existing_catalog_is_redone_and_an_intact_one_skipped(pool_run
 
 def test_a_field_locked_by_another_process_is_left_to_it(sim_data, tmp_path):
     fid = GOOD[0]
-    with FieldLock(catalog_of(tmp_path, fid)) as lock:
+    with FileLock(catalog_of(tmp_path, fid)) as lock:
         assert lock.held
         run = celeste(*infer_args(sim_data, tmp_path, "--status-file", "-", fid))
     assert run.returncode == 0, run.stderr
@@ -243,7 +243,7 @@ def test_two_concurrent_runs_never_process_a_field_twice(sim_data, single_catalo
 
 def test_field_lock_is_exclusive_and_removed_on_release(tmp_path):
     target = tmp_path / "celeste-000001-1-0001.fits"
-    first, second = FieldLock(target), FieldLock(target)
+    first, second = FileLock(target), FileLock(target)
     assert first.acquire()
     assert lock_path(target).exists()
     assert not second.acquire()  # flock: separate open files conflict even in one process
@@ -257,9 +257,9 @@ def test_field_lock_is_exclusive_and_removed_on_release(tmp_path):
 def test_lock_taken_on_a_removed_file_is_retried(tmp_path):
     """A lock won on a lock file its previous holder just removed is retaken on a live file."""
     target = tmp_path / "x.fits"
-    holder = FieldLock(target)
+    holder = FileLock(target)
     assert holder.acquire()
-    waiter = FieldLock(target)
+    waiter = FileLock(target)
     result = {}
 
     def contend():
@@ -274,7 +274,7 @@ def test_lock_taken_on_a_removed_file_is_retried(tmp_path):
     thread.join(5)
     assert result == {"ok": True}
     assert lock_path(target).exists()
-    assert not FieldLock(target).acquire()
+    assert not FileLock(target).acquire()
     waiter.release()
 
 

@@ -18,7 +18,7 @@ from celestecli.errors import EXIT_RUNTIME, CelesteError
 from celestecli.fields import FieldID
 from celestecli.infer.field import InferSettings, field_inputs, infer_field
 from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
-from celestecli.parallel.locks import FieldLock
+from celestecli.locks import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def run_field_job(config: JobConfig, fid: FieldID, progress=None) -> Outcome:
             return _infer_and_write(config, fid, target, progress, started)
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with FieldLock(target) as lock:
+        with FileLock(target) as lock:
             if not lock.held:
                 return Outcome(str(fid), BUSY, output=str(target),
                                error=f"another run holds {lock.path} ({lock.holder()})")

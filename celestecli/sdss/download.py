@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from celestecli import __version__
 from celestecli.errors import DownloadError, InputFileError
+from celestecli.locks import FileLock
 from celestecli.sdss.manifest import Manifest
 from celestecli.sdss.verify import verify_file
 
@@ -185,7 +186,15 @@ class Downloader:
         return outcome
 
     def _fetch(self, t: Transfer) -> Outcome:
+        # another celeste fetch may be after the same file (SDSS file names are unique)
+        lock = FileLock(t.dest, lock_file=self.manifest.data_dir / f".{t.dest.name}.lock")
         try:
+            self.manifest.data_dir.mkdir(parents=True, exist_ok=True)
+            if not lock.acquire():
+                log.info("%s: being fetched by another process (%s); waiting for it",
+                         t.dest.name, lock.holder())
+                if not lock.acquire_when_free(self._stop):
+                    raise _Interrupted
             if self._present(t):
                 log.debug("%s: present, skipped", t.dest)
                 t.part.unlink(missing_ok=True)  # a leftover of an older run, now useless
@@ -197,6 +206,8 @@ class Downloader:
             return Outcome(t, "failed", error=DownloadError(t.url, "interrupted"))
         except OSError as exc:  # the local disk, not the network: retrying will not help
             return Outcome(t, "failed", error=DownloadError(t.url, f"local file error: {exc}"))
+        finally:
+            lock.release()
 
     def _present(self, t: Transfer) -> bool:
         for path in (t.dest, *t.equivalents):

@@ -1,8 +1,10 @@
-"""Per-field locks, so that two overlapping runs never process the same field at once.
+"""Per-file locks, so that two overlapping runs never work on the same output at once.
 
 A run works on a field only while it holds an exclusive ``fcntl.flock`` on a lock file beside the
-field's output (``.NAME.lock``).  The lock is taken without waiting: a field locked by another
-process is reported busy and left to that process.  The kernel drops the lock when its holder
+field's output (``.NAME.lock``).  ``celeste infer`` takes the lock without waiting: a field locked
+by another process is reported busy and left to that process.  ``celeste fetch`` locks each file
+it downloads the same way (the lock file in the data directory's root, so that a field directory
+is only created once data arrive) but waits for a busy one, then finds it present.  The kernel drops the lock when its holder
 exits, however it exits (SIGKILL included), so a killed run never blocks the next one.  The
 holder removes the file when it is done; the inode check in ``acquire`` makes that safe.
 """
@@ -10,6 +12,7 @@ holder removes the file when it is done; the inode check in ``acquire`` makes th
 import fcntl
 import os
 import socket
+import threading
 from pathlib import Path
 
 
@@ -19,11 +22,14 @@ def lock_path(output) -> Path:
     return output.with_name(f".{output.name}.lock")
 
 
-class FieldLock:
-    """A non-blocking exclusive lock on one output file; use ``with`` and test ``held``."""
+class FileLock:
+    """A non-blocking exclusive lock on one output file; use ``with`` and test ``held``.
 
-    def __init__(self, output):
-        self.path = lock_path(output)
+    The lock file is ``lock_path(output)`` unless ``lock_file`` names another one.
+    """
+
+    def __init__(self, output, lock_file: Path | None = None):
+        self.path = Path(lock_file) if lock_file is not None else lock_path(output)
         self._fd: int | None = None
 
     @property
@@ -57,6 +63,14 @@ class FieldLock:
                 return True
             os.close(fd)
 
+    def acquire_when_free(self, stop: threading.Event, poll_s: float = 0.1) -> bool:
+        """Take the lock, waiting while another process holds it; False if ``stop`` is set
+        first."""
+        while not self.acquire():
+            if stop.wait(poll_s):
+                return False
+        return True
+
     def release(self) -> None:
         """Remove the lock file and drop the lock (in that order; see ``acquire``)."""
         if self._fd is None:
@@ -74,7 +88,7 @@ class FieldLock:
         except OSError:
             return "unknown"
 
-    def __enter__(self) -> "FieldLock":
+    def __enter__(self) -> "FileLock":
         self.acquire()
         return self
 
