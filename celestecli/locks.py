@@ -4,9 +4,10 @@ A run works on a field only while it holds an exclusive ``fcntl.flock`` on a loc
 field's output (``.NAME.lock``).  ``celeste infer`` takes the lock without waiting: a field locked
 by another process is reported busy and left to that process.  ``celeste fetch`` locks each file
 it downloads the same way (the lock file in the data directory's root, so that a field directory
-is only created once data arrive) but waits for a busy one, then finds it present.  The kernel drops the lock when its holder
-exits, however it exits (SIGKILL included), so a killed run never blocks the next one.  The
-holder removes the file when it is done; the inode check in ``acquire`` makes that safe.
+is only created once data arrive) but waits for a busy one, then finds it present.  The kernel
+drops the lock when its holder exits, however it exits (SIGKILL included), so a killed run never
+blocks the next one.  The holder removes the file when it is done; the inode check in
+``acquire`` makes that safe.
 """
 
 import fcntl

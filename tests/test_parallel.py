@@ -34,8 +34,8 @@ from field_runs import (
 from celestecli.catalog import InputFile, OutputError, Provenance, read_catalog, write_catalog
 from celestecli.catalog.schema import empty_catalog
 from celestecli.infer.field import InferSettings, Region
-from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
 from celestecli.locks import FileLock, lock_path
+from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
 from celestecli.parallel.sizing import plan_workers
 from celestecli.parallel.status import StatusWriter
 

@@ -17,8 +17,8 @@ from celestecli.catalog.provenance import InputFile, Provenance
 from celestecli.errors import EXIT_RUNTIME, CelesteError
 from celestecli.fields import FieldID
 from celestecli.infer.field import InferSettings, field_inputs, infer_field
-from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
 from celestecli.locks import FileLock
+from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@
 * ln r | type ~ Normal(LOGFLUX_MEAN, LOGFLUX_VAR) (a variance);
 * colours | type: the type's 8-component Gaussian mixture;
 * shape (MODEL.md 9.3; the priors our ELBO also uses): frac_dev ~ Beta(0.5, 0.5), axis
-  ratio ~ Beta(2, 2), angle ~ U(0, pi), sigma (px) ~ LogNormal(RADIUS_MEAN, RADIUS_SD).  Stars get a shape too;
-  their light does not use it;
+  ratio ~ Beta(2, 2), angle ~ U(0, pi), sigma (px) ~ LogNormal(RADIUS_MEAN, RADIUS_SD).
+  Stars get a shape too; their light does not use it;
 * position uniform over the r frame, ``margin`` pixels from its edges.
 """
 
