@@ -24,7 +24,8 @@ def lock_path(output) -> Path:
 
 
 class FileLock:
-    """A non-blocking exclusive lock on one output file; use ``with`` and test ``held``.
+    """An exclusive lock on one output file: ``acquire`` never waits, ``acquire_when_free``
+    does; ``with`` acquires without waiting, so test ``held``.
 
     The lock file is ``lock_path(output)`` unless ``lock_file`` names another one.
     """
