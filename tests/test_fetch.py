@@ -5,7 +5,9 @@ on 127.0.0.1 that serves ``../shared/data/sdss`` at SAS URLs, with faults inject
 the last tests check the retry policy and header parsing directly.
 """
 
+import errno
 import gzip
+import logging
 import os
 import subprocess
 import sys
@@ -17,7 +19,15 @@ from pathlib import Path
 import pytest
 from sas_server import SASServer
 
-from celestecli.sdss.download import RetryPolicy, content_range_start, retry_after_seconds
+from celestecli import locks
+from celestecli.sdss.download import (
+    Downloader,
+    RetryPolicy,
+    Transfer,
+    content_range_start,
+    retry_after_seconds,
+)
+from celestecli.sdss.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SDSS = REPO.parent / "shared" / "data" / "sdss"
@@ -264,6 +274,25 @@ def test_two_concurrent_fetches_download_each_file_once(sas, tmp_path):
     assert_fetched(tmp_path, sas, "r")
     names = [g.name for g in sas.gets()]
     assert sorted(names) == sorted(set(names)) and len(names) == 5  # each file once
+
+
+def test_a_file_system_without_locking_is_warned_about_once_and_still_fetched(
+        sas, tmp_path, monkeypatch, caplog):
+    def flock_unsupported(fd, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(locks.fcntl, "flock", flock_unsupported)  # as on Lustre without -o flock
+    downloader = Downloader(Manifest(tmp_path))
+    rels = ["2583/2/136/" + PSFIELD, "2583/2/136/" + FRAME_R]
+    with caplog.at_level(logging.WARNING, logger="celestecli.sdss.download"):
+        outcomes = [downloader.fetch(Transfer(sas.base_url + "/dr17/eboss/" + expected_files()[rel],
+                                              tmp_path / rel, "field 2583/2/136"))
+                    for rel in rels]
+    assert [o.status for o in outcomes] == ["downloaded", "downloaded"]
+    for rel in rels:
+        assert (tmp_path / rel).read_bytes() == (SDSS / rel).read_bytes()
+    warnings = [r.getMessage() for r in caplog.records if "cannot lock files" in r.getMessage()]
+    assert len(warnings) == 1 and str(tmp_path) in warnings[0]
 
 
 @pytest.mark.parametrize("args", [["--bands", "rx"], ["--base-url", "ftp://example.org"],

@@ -9,6 +9,7 @@ other HTTP errors (404: the file is not in that release) fail the file at once.
 Etiquette and rationale: ENGINEERING.md 5.3.
 """
 
+import errno
 import http.client
 import logging
 import os
@@ -34,6 +35,9 @@ from celestecli.sdss.manifest import Manifest
 from celestecli.sdss.verify import verify_file
 
 log = logging.getLogger(__name__)
+
+# flock errors of file systems without locking (Lustre mounted without -o flock, some NFS)
+NO_LOCKING_ERRNOS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 
 USER_AGENT = f"celestecli/{__version__}"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -173,6 +177,7 @@ class Downloader:
         self.timeout = timeout
         self._opener = urllib.request.build_opener()  # honours *_proxy and follows redirects
         self._stop = threading.Event()
+        self._warned_no_locking = threading.Event()
 
     def stop(self) -> None:
         """Make running and pending transfers give up soon (their ``.part`` files stay)."""
@@ -185,16 +190,33 @@ class Downloader:
             self.progress.file_done()
         return outcome
 
-    def _fetch(self, t: Transfer) -> Outcome:
-        # another celeste fetch may be after the same file (SDSS file names are unique)
+    def _lock(self, t: Transfer) -> FileLock | None:
+        """Hold ``t``'s lock, waiting while another celeste fetch holds it (SDSS file names are
+        unique, so the lock file is named after the file); None where the file system cannot
+        lock, after a warning."""
+        self.manifest.data_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(t.dest, lock_file=self.manifest.data_dir / f".{t.dest.name}.lock")
         try:
-            self.manifest.data_dir.mkdir(parents=True, exist_ok=True)
-            if not lock.acquire():
-                log.info("%s: being fetched by another process (%s); waiting for it",
-                         t.dest.name, lock.holder())
-                if not lock.acquire_when_free(self._stop):
-                    raise _Interrupted
+            if lock.acquire():
+                return lock
+        except OSError as exc:
+            if exc.errno not in NO_LOCKING_ERRNOS:
+                raise
+            if not self._warned_no_locking.is_set():
+                self._warned_no_locking.set()
+                log.warning("%s: the file system cannot lock files (%s); overlapping fetches "
+                            "into it are not coordinated", self.manifest.data_dir, exc.strerror)
+            return None
+        log.info("%s: being fetched by another process (%s); waiting for it", t.dest.name,
+                 lock.holder())
+        if not lock.acquire_when_free(self._stop):
+            raise _Interrupted
+        return lock
+
+    def _fetch(self, t: Transfer) -> Outcome:
+        lock = None
+        try:
+            lock = self._lock(t)
             if self._present(t):
                 log.debug("%s: present, skipped", t.dest)
                 t.part.unlink(missing_ok=True)  # a leftover of an older run, now useless
@@ -207,7 +229,8 @@ class Downloader:
         except OSError as exc:  # the local disk, not the network: retrying will not help
             return Outcome(t, "failed", error=DownloadError(t.url, f"local file error: {exc}"))
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     def _present(self, t: Transfer) -> bool:
         for path in (t.dest, *t.equivalents):
