@@ -552,9 +552,10 @@ cdef void assemble_image(const Problem* pd, long s, int n, const double* th, con
             hess[NP * (P_RHO + p) + P_RHO + q] += tmp
 
 
-cdef double shape_neg_log_prior(const Problem* pd, const double* th, double* dT) noexcept nogil:
+cdef double shape_neg_log_prior(const Problem* pd, const double* th, double* dT,
+                                double* d2T) noexcept nogil:
     """-log p(sigma, rho, theta) of a galaxy's shape (priors.shape_prior_constants); adds its
-    gradient to dT."""
+    gradient to dT and writes its (diagonal) second derivatives in sigma, rho, theta to d2T."""
     cdef const double* c = pd.shape_prior
     cdef double sig = th[P_SIGMA], rho = th[P_RHO], tht = th[P_THETA]
     cdef double s2 = c[1] * c[1]
@@ -562,23 +563,12 @@ cdef double shape_neg_log_prior(const Problem* pd, const double* th, double* dT)
     dT[P_SIGMA] += (1.0 + z / s2) / sig
     dT[P_RHO] += (1.0 - c[2]) / rho + (c[3] - 1.0) / (1.0 - rho)
     dT[P_THETA] += (1.0 - c[4]) / tht + (c[5] - 1.0) / (1.0 - tht)
+    d2T[0] = ((1.0 - z) / s2 - 1.0) / (sig * sig)
+    d2T[1] = (c[2] - 1.0) / (rho * rho) + (c[3] - 1.0) / ((1.0 - rho) * (1.0 - rho))
+    d2T[2] = (c[4] - 1.0) / (tht * tht) + (c[5] - 1.0) / ((1.0 - tht) * (1.0 - tht))
     return (log(sig) + 0.5 * z * z / s2
             + (1.0 - c[2]) * log(rho) + (1.0 - c[3]) * log(1.0 - rho)
             + (1.0 - c[4]) * log(tht) + (1.0 - c[5]) * log(1.0 - tht) + c[6])
-
-
-cdef void shape_neg_log_prior_curvature(const Problem* pd, const double* th, double chi,
-                                        double* hess) noexcept nogil:
-    """Subtract chi times the Hessian of shape_neg_log_prior from hess (it is diagonal)."""
-    cdef const double* c = pd.shape_prior
-    cdef double sig = th[P_SIGMA], rho = th[P_RHO], tht = th[P_THETA]
-    cdef double s2 = c[1] * c[1]
-    cdef double z = log(sig) - c[0]
-    hess[NP * P_SIGMA + P_SIGMA] -= chi * ((1.0 - z) / s2 - 1.0) / (sig * sig)
-    hess[NP * P_RHO + P_RHO] -= chi * ((c[2] - 1.0) / (rho * rho)
-                                       + (c[3] - 1.0) / ((1.0 - rho) * (1.0 - rho)))
-    hess[NP * P_THETA + P_THETA] -= chi * ((c[4] - 1.0) / (tht * tht)
-                                           + (c[5] - 1.0) / ((1.0 - tht) * (1.0 - tht)))
 
 
 cdef double kl_eval(const Problem* pd, const double* th, int mode,
@@ -594,6 +584,7 @@ cdef double kl_eval(const Problem* pd, const double* th, int mode,
     """
     cdef double total = 0.0, T, chi, gam, zeta, M, V, lam, kap, klc, rd
     cdef double dT[NP]
+    cdef double shape_d2T[3]
     cdef double diff[4]
     cdef double pdiff[4]
     cdef int i, d, j, l, islot, bslot, lslot, kslot
@@ -609,7 +600,7 @@ cdef double kl_eval(const Problem* pd, const double* th, int mode,
         dT[P_GAMMA + i] = (gam - M) / V
         dT[P_ZETA + i] = 0.5 * (1.0 / V - 1.0 / zeta)
         if i == 1:
-            T += shape_neg_log_prior(pd, th, dT)
+            T += shape_neg_log_prior(pd, th, dT, shape_d2T)
         for d in range(8):
             kap = th[P_KAPPA + 8 * i + d]
             P = pd.color_prec + 16 * (8 * i + d)
@@ -647,7 +638,9 @@ cdef double kl_eval(const Problem* pd, const double* th, int mode,
                 hess[NP * islot + l] -= dT[l]
                 hess[NP * l + islot] -= dT[l]
         if i == 1:
-            shape_neg_log_prior_curvature(pd, th, chi, hess)
+            hess[NP * P_SIGMA + P_SIGMA] -= chi * shape_d2T[0]
+            hess[NP * P_RHO + P_RHO] -= chi * shape_d2T[1]
+            hess[NP * P_THETA + P_THETA] -= chi * shape_d2T[2]
         hess[NP * (P_GAMMA + i) + P_GAMMA + i] -= chi / V
         hess[NP * (P_ZETA + i) + P_ZETA + i] -= chi * 0.5 / (zeta * zeta)
         for d in range(8):
@@ -908,6 +901,14 @@ def kl_divergence(CyProblem problem, params):
     return value, grad, hess
 
 
+cdef object sky_image(CyProblem problem, int n):
+    """A float64 (ny, nx) copy of image n's sky (nanomaggies)."""
+    cdef Problem* pd = &problem.pd
+    cdef long start = pd.pix_offset[n]
+    return np.array(problem.arrays["sky"][start:start + pd.nx[n] * pd.ny[n]],
+                    dtype=np.float64).reshape(pd.ny[n], pd.nx[n])
+
+
 def expected_image(CyProblem problem, int n, sources=None):
     """E[G] (nanomaggies) over image n: sky plus every source's expected light inside its box.
 
@@ -917,9 +918,7 @@ def expected_image(CyProblem problem, int n, sources=None):
     cdef Problem* pd = &problem.pd
     if not 0 <= n < pd.n_images:
         raise IndexError(f"image {n} out of range")
-    cdef int nx = pd.nx[n], ny = pd.ny[n]
-    out = np.array(problem.arrays["sky"][pd.pix_offset[n]:pd.pix_offset[n] + nx * ny],
-                   dtype=np.float64).reshape(ny, nx)
+    out = sky_image(problem, n)
     cdef double[:, ::1] img = out
     cdef long[::1] idx = np.arange(pd.n_sources) if sources is None else np.asarray(sources, dtype=np.int64)
     cdef double comp[COMP_STRIDE]
@@ -959,9 +958,7 @@ def total_elbo(CyProblem problem, sources):
     for n in range(pd.n_images):
         nx = pd.nx[n]
         ny = pd.ny[n]
-        e_arr = np.array(problem.arrays["sky"][pd.pix_offset[n]:pd.pix_offset[n] + nx * ny],
-                         dtype=np.float64).reshape(ny, nx)
-        e_img = e_arr
+        e_img = sky_image(problem, n)
         v_img = np.zeros((ny, nx))
         visit = np.zeros((ny, nx), dtype=np.uint8)
         with nogil:
