@@ -25,13 +25,10 @@ def lock_path(output) -> Path:
 
 class FileLock:
     """An exclusive lock on one output file: ``acquire`` never waits, ``acquire_when_free``
-    does; ``with`` acquires without waiting, so test ``held``.
+    does; ``with`` acquires without waiting, so test ``held``."""
 
-    The lock file is ``lock_path(output)`` unless ``lock_file`` names another one.
-    """
-
-    def __init__(self, output, lock_file: Path | None = None):
-        self.path = Path(lock_file) if lock_file is not None else lock_path(output)
+    def __init__(self, output):
+        self.path = lock_path(output)
         self._fd: int | None = None
 
     @property

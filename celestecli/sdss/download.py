@@ -191,11 +191,11 @@ class Downloader:
         return outcome
 
     def _lock(self, t: Transfer) -> FileLock | None:
-        """Hold ``t``'s lock, waiting while another celeste fetch holds it (SDSS file names are
-        unique, so the lock file is named after the file); None where the file system cannot
-        lock, after a warning."""
+        """Hold ``t``'s lock, waiting while another celeste fetch holds it; None where the file
+        system cannot lock, after a warning.  The lock file sits in the data directory's root
+        (SDSS file names are unique), so no field directory is made before data arrive."""
         self.manifest.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(t.dest, lock_file=self.manifest.data_dir / f".{t.dest.name}.lock")
+        lock = FileLock(self.manifest.data_dir / t.dest.name)
         try:
             if lock.acquire():
                 return lock
