@@ -6,7 +6,7 @@ import numpy as np
 
 from celestecli.catalog.provenance import Provenance
 from celestecli.fields import FieldID
-from celestecli.simulate.field_setup import builtin_setup
+from celestecli.simulate.field_setup import DEFAULT_CENTRE, builtin_setup
 from celestecli.simulate.simulation import simulate_field
 from celestecli.simulate.truth import Truth
 from celestecli.simulate.writer import write_field
@@ -19,9 +19,9 @@ def source(x, y, star, log_flux_r, colors=(1.0, 0.4, 0.2, 0.1), frac_dev=0.3, ax
 
 
 def write_sources(data_dir: Path, fid: FieldID, sources: list[dict], width: int = 96,
-                  height: int = 96, seed: int = 0) -> Truth:
+                  height: int = 96, seed: int = 0, centre_ra: float = DEFAULT_CENTRE[0]) -> Truth:
     """Render ``sources`` (pixel positions in the r frame) into a simulated field."""
-    setup = builtin_setup(width=width, height=height)
+    setup = builtin_setup(width=width, height=height, ra=centre_ra)
     x = np.array([s["x"] for s in sources], dtype=float)
     y = np.array([s["y"] for s in sources], dtype=float)
     ra, dec = setup.reference.wcs.all_pix2world(x, y, 0)

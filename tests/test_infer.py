@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from sim_fields import source, write_sources
 
-from celestecli._kernels.elbo import SourceEvaluator, total_elbo
+from celestecli._kernels.elbo import SourceEvaluator, expected_image, total_elbo
 from celestecli._kernels.optimize import optimize_sources
 from celestecli._kernels.transform import py_free_derivatives, py_to_free
+from celestecli.angles import ra_offset_deg
 from celestecli.catalog.io import read_catalog
 from celestecli.fields import FieldID
 from celestecli.infer.field import InferSettings, infer_field
@@ -19,6 +20,7 @@ from celestecli.sdss.image import load_field
 from celestecli.sdss.photoobj import read_photoobj
 
 FID = FieldID(9000, 1, 1)
+R_BAND = 2
 
 
 def field_problem(data_dir, fid=FID):
@@ -91,6 +93,39 @@ def test_total_elbo_of_one_source_is_its_own_elbo(tmp_path):
     problem = field_problem(tmp_path)
     own = SourceEvaluator(problem.cy, 1).evaluate(problem.params[1], 0)[0]
     assert total_elbo(problem.cy, [1]) == pytest.approx(own, rel=1e-12)
+
+
+def test_sources_on_either_side_of_ra_zero_keep_their_light(tmp_path):
+    # A column of equal stars across the frame centre, which sits at RA = 0 (+y points east):
+    # some lie at RA just below 360 while their patch centre lies just above 0.
+    column = [source(48.0, y, True, 4.0) for y in 46.55 + 0.1 * np.arange(20)]
+    write_sources(tmp_path, FID, column, centre_ra=0.0)
+    problem = field_problem(tmp_path)
+    source_ra = problem.params[:, 0]
+    centre_ra = problem.patches.u0[:, R_BAND, 0]
+    assert np.any((source_ra > 180.0) != (centre_ra > 180.0))
+    jacobian = problem.patches.jac[:, R_BAND]
+    np.testing.assert_allclose(jacobian, np.broadcast_to(jacobian[0], jacobian.shape),
+                               rtol=1e-4, atol=1e-4 * np.abs(jacobian[0]).max())
+    sky = expected_image(problem.cy, R_BAND, sources=[])
+    light = np.array([(expected_image(problem.cy, R_BAND, sources=[s]) - sky).sum()
+                      for s in range(problem.n_sources)])
+    np.testing.assert_allclose(light, np.median(light), rtol=1e-3)
+
+
+def test_inference_across_ra_zero_recovers_positions(tmp_path):
+    stars = [source(20.0, 47.3, True, 4.0), source(48.0, 47.35, True, 4.0),
+             source(76.0, 47.45, True, 4.0)]
+    truth = write_sources(tmp_path, FID, stars, seed=4, centre_ra=0.0)
+    problem = field_problem(tmp_path)
+    assert np.all((problem.params[:, 0] > 180.0) != (problem.patches.u0[:, R_BAND, 0] > 180.0))
+    table = infer_field(tmp_path, FID, InferSettings(threads=1)).table
+    ra = np.asarray(table["ra"])
+    assert np.all((ra >= 0.0) & (ra < 360.0))
+    dec = np.radians(np.asarray(table["dec"]))
+    east = ra_offset_deg(ra, truth.ra) * np.cos(dec)
+    north = np.asarray(table["dec"]) - truth.dec
+    assert np.max(np.hypot(east, north)) * 3600.0 / 0.396 < 0.1  # pixels
 
 
 def crowd(n=12, seed=0):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from celestecli.angles import ra_offset_deg
 from celestecli.infer.arrays import ImageArrays, PatchArrays, build_cy_problem
 from celestecli.model import params as layout
 from celestecli.model import priors
@@ -117,7 +118,8 @@ def wcs_jacobian(wcs, p0: np.ndarray, u0: np.ndarray) -> np.ndarray:
     p0 (S, 2) pixel positions, u0 (S, 2) their world positions; returns (S, 2, 2).
     """
     half = np.column_stack(wcs.all_pix2world(p0[:, 0] + 0.5, p0[:, 1] + 0.5, 0))
-    delta = np.max(np.abs(half - u0), axis=1)
+    step = np.column_stack([ra_offset_deg(half[:, 0], u0[:, 0]), half[:, 1] - u0[:, 1]])
+    delta = np.max(np.abs(step), axis=1)
     jac = np.empty((len(p0), 2, 2))
     for k in range(2):
         shifted = u0.copy()

@@ -48,7 +48,7 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
     star = p_star >= 0.5
     t["objid"] = objid
     t["run"], t["camcol"], t["field"] = fid.run, fid.camcol, fid.field
-    t["ra"], t["dec"] = params[:, 0], params[:, 1]
+    t["ra"], t["dec"] = params[:, 0] % 360.0, params[:, 1]
     x, y = r_wcs.all_world2pix(params[:, 0], params[:, 1], 0)
     t["x"], t["y"] = x, y
     t["is_star"] = p_star

@@ -9,6 +9,7 @@ deVRad/expRad convention) and the position angle of the major axis on the sky, e
 import numpy as np
 from scipy.optimize import brentq
 
+from celestecli.angles import ra_offset_deg
 from celestecli.model.profiles import DEV, EXP, GALAXY_VAR_MULT, GALAXY_WEIGHTS
 
 
@@ -48,7 +49,7 @@ def sky_jacobian(wcs, x, y) -> np.ndarray:
     for k, (ddx, ddy) in enumerate(((h, 0.0), (0.0, h))):
         ra1, dec1 = wcs.all_pix2world(x + ddx, y + ddy, 0)
         ra0, dec0 = wcs.all_pix2world(x - ddx, y - ddy, 0)
-        dra = (np.asarray(ra1) - np.asarray(ra0) + 180.0) % 360.0 - 180.0
+        dra = ra_offset_deg(ra1, ra0)
         dec = 0.5 * (np.asarray(dec1) + np.asarray(dec0))
         jac[:, 0, k] = dra * np.cos(np.deg2rad(dec)) / (2 * h)
         jac[:, 1, k] = (np.asarray(dec1) - np.asarray(dec0)) / (2 * h)

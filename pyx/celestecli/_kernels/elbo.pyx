@@ -192,12 +192,23 @@ cdef inline void gaussian_setup(double mx, double my, double c11, double c12, do
     out[5] = weight / (2.0 * M_PI * sqrt(det))
 
 
+cdef inline double ra_offset(double ra, double ra0) noexcept nogil:
+    """ra - ra0 in degrees, wrapped into [-180, 180): a source and its patch centre may lie on
+    either side of RA = 0 (Stripe 82 crosses it)."""
+    cdef double d = ra - ra0
+    if d >= 180.0:
+        d -= 360.0
+    elif d < -180.0:
+        d += 360.0
+    return d
+
+
 cdef inline void patch_position(const Problem* pd, long s, int n, const double* th,
                                 double* mu) noexcept nogil:
     """Pixel position of source s in image n: mu = J (u - u0) + p0 (MODEL.md 2.6)."""
     cdef long pn = s * pd.n_images + n
     cdef const double* J = pd.jac + 4 * pn
-    cdef double du0 = th[0] - pd.u0[2 * pn], du1 = th[1] - pd.u0[2 * pn + 1]
+    cdef double du0 = ra_offset(th[0], pd.u0[2 * pn]), du1 = th[1] - pd.u0[2 * pn + 1]
     mu[0] = J[0] * du0 + J[1] * du1 + pd.p0[2 * pn]
     mu[1] = J[2] * du0 + J[3] * du1 + pd.p0[2 * pn + 1]
 
