@@ -315,6 +315,14 @@ def test_truncated_plain_fits(tmp_path):
         read_frame(bad)
 
 
+def test_photoobj_cut_inside_its_table_header_is_an_error_not_an_empty_catalog(tmp_path):
+    raw = shared("sdss/3900/6/269/photoObj-003900-6-0269.fits").read_bytes()
+    bad = tmp_path / "photoObj-003900-6-0269.fits"
+    bad.write_bytes(raw[:5760 + 2000])  # the primary HDU (5760 bytes) and part of the table header
+    with raises_naming(bad, "not a readable FITS file"):
+        read_photoobj(bad)
+
+
 def test_frame_missing_sky_hdu(tmp_path):
     with fits.open(shared("sdss/1000/1/100/frame-r-001000-1-0100.fits.bz2")) as h:
         bad = tmp_path / "frame-r-001000-1-0100.fits"

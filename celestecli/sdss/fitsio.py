@@ -3,7 +3,7 @@
 Compression is recognised by the file's magic bytes, not its suffix.  A compressed file is
 decompressed completely before parsing, so a truncated or corrupt download fails here (CRC or
 end-of-stream error) instead of half-way through reading a table.  A FITS stream shorter than
-its headers announce is also an error (astropy only warns about it).
+its headers announce, or cut inside a header, is also an error (astropy only warns about it).
 """
 
 import bz2
@@ -48,8 +48,10 @@ class FitsFile:
         self.path = Path(path)
         raw = _decompressed_bytes(self.path)
         with warnings.catch_warnings():
-            # astropy only warns when the data are shorter than the headers say.
+            # astropy only warns when the data are shorter than the headers say, or when a
+            # header is cut short (it then drops that HDU and the rest: a "table-less" file).
             warnings.filterwarnings("error", message=".*truncated.*")
+            warnings.filterwarnings("error", message="Error validating header")
             try:
                 self.hdus = fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False)
             except (OSError, ValueError, TypeError, IndexError, Warning) as exc:
