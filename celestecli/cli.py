@@ -1,9 +1,11 @@
 """The ``celeste`` command line: a click group whose subcommands live in celestecli.commands.
 
 This module only parses options, sets up logging and maps celeste's exceptions to exit codes
-(ARCHITECTURE.md 1): 0 success, 1 runtime error, 2 usage error, 3 partial failure.
+(ARCHITECTURE.md 1): 0 success, 1 runtime error, 2 usage error, 3 partial failure; 141 when
+the reader of stdout goes away, as for a process killed by SIGPIPE.
 """
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,8 @@ import click
 from celestecli import __version__
 from celestecli.errors import CelesteError, PartialFailure, UsageError
 from celestecli.logsetup import configure_logging
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 @dataclass
@@ -38,6 +42,12 @@ class CelesteGroup(click.Group):
         except CelesteError as exc:
             click.echo(f"celeste: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader of stdout has gone (``celeste ... -o - | head``): stop quietly, with
+            # the status of a process killed by SIGPIPE, as cat or grep would.  Point stdout
+            # at /dev/null so that Python's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(EXIT_BROKEN_PIPE)
 
 
 def _version_message() -> str:

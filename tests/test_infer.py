@@ -167,6 +167,33 @@ def test_cli_writes_a_catalog_with_provenance_and_streams_csv(tmp_path):
     assert header.startswith("objid,") and len(rows) == 6
 
 
+def test_streaming_to_a_reader_that_stops_early_ends_quietly(tmp_path):
+    rng = np.random.default_rng(7)
+    sources = [source(*rng.uniform(10, 290, 2), True, 3.0) for _ in range(90)]
+    write_sources(tmp_path, FID, sources, width=300, height=300, seed=7)
+    # 90 CSV rows are more than a pipe buffer holds, so the writer meets the closed pipe
+    run = subprocess.Popen([sys.executable, "-m", "celestecli", "infer", str(FID), "--data-dir",
+                            str(tmp_path), "--passes", "1", "-o", "-", "--format", "csv"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout.readline().startswith("objid,")
+    run.stdout.close()  # as `head -1` does
+    stderr = run.stderr.read()
+    assert run.wait(timeout=300) == 141  # 128 + SIGPIPE, as cat or grep report
+    assert "Traceback" not in stderr and "FAILED" not in stderr and "error" not in stderr
+
+
+def test_output_directory_that_is_a_file_is_an_error_naming_it(tmp_path):
+    write_sources(tmp_path, FID, crowd(3), seed=6)
+    not_a_dir = tmp_path / "catalogs"
+    not_a_dir.write_text("a file, not a directory")
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "-o",
+                     str(not_a_dir / "m.fits"))
+    assert result.returncode == 1
+    assert f"cannot write {not_a_dir}/m.fits" in result.stderr
+    assert f"{not_a_dir} is not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.fixture
 def field(tmp_path):
     write_sources(tmp_path, FID, crowd(5), seed=6)

@@ -9,9 +9,11 @@ import glob
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from celestecli.catalog.atomic import OutputError
 from celestecli.catalog.io import write_catalog
 from celestecli.catalog.provenance import InputFile, Provenance
 from celestecli.errors import EXIT_RUNTIME, CelesteError
@@ -120,6 +122,24 @@ def _infer_and_write(config: JobConfig, fid: FieldID, target, progress, started)
                    sources=result.n_sources, converged=result.n_converged)
 
 
+@contextmanager
+def _output_lock(target: Path):
+    """The catalog's lock (test ``held``), its directory created first; failures to create
+    either name the catalog."""
+    lock = FileLock(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except FileExistsError as exc:  # mkdir found a file where a directory should be
+        raise OutputError(target, f"{exc.filename} is not a directory") from exc
+    except OSError as exc:
+        raise OutputError(target, exc.strerror or str(exc)) from exc
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 def run_field_job(config: JobConfig, fid: FieldID, progress=None) -> Outcome:
     """Process one field; every failure becomes a ``failed`` Outcome (interrupts propagate).
 
@@ -133,8 +153,7 @@ def run_field_job(config: JobConfig, fid: FieldID, progress=None) -> Outcome:
         if target == STDOUT:
             return _infer_and_write(config, fid, target, progress, started)
         target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(target) as lock:
+        with _output_lock(target) as lock:
             if not lock.held:
                 return Outcome(str(fid), BUSY, output=str(target),
                                error=f"another run holds {lock.path} ({lock.holder()})")
@@ -142,6 +161,8 @@ def run_field_job(config: JobConfig, fid: FieldID, progress=None) -> Outcome:
             return _infer_and_write(config, fid, target, progress, started)
     except CelesteError as exc:
         error, code = str(exc), exc.exit_code
+    except BrokenPipeError:  # the reader of stdout has gone (``-o - | head``): stop the run
+        raise
     except Exception as exc:  # a bug, or a failure nobody anticipated: keep the other fields
         log.exception("%s: unexpected error", fid)
         error, code = f"{type(exc).__name__}: {exc}", EXIT_RUNTIME
