@@ -27,9 +27,9 @@ def write_sources(data_dir: Path, fid: FieldID, sources: list[dict], width: int 
     ra, dec = setup.reference.wcs.all_pix2world(x, y, 0)
     truth = Truth(
         objid=np.arange(len(sources), dtype=np.int64), ra=np.asarray(ra), dec=np.asarray(dec),
-        is_star=np.array([s["star"] for s in sources]),
+        is_star=np.array([s["star"] for s in sources], dtype=bool),
         log_flux_r=np.array([s["log_flux_r"] for s in sources], dtype=float),
-        colors=np.array([s["colors"] for s in sources], dtype=float),
+        colors=np.array([s["colors"] for s in sources], dtype=float).reshape(len(sources), 4),
         frac_dev=np.array([s["frac_dev"] for s in sources], dtype=float),
         axis_ratio=np.array([s["axis_ratio"] for s in sources], dtype=float),
         angle_rad=np.array([s["angle_rad"] for s in sources], dtype=float),

@@ -194,6 +194,16 @@ def test_output_directory_that_is_a_file_is_an_error_naming_it(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_field_without_sources_gives_an_empty_catalog(tmp_path):
+    write_sources(tmp_path, FID, [], seed=8)  # blank sky: detection finds nothing
+    out = tmp_path / "out"
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "no sources to infer" in result.stderr and "9000/1/1: 0 sources" in result.stderr
+    catalog = read_catalog(out / "celeste-009000-1-0001.fits")
+    assert len(catalog) == 0 and "flux_r_nmgy" in catalog.colnames
+
+
 @pytest.fixture
 def field(tmp_path):
     write_sources(tmp_path, FID, crowd(5), seed=6)

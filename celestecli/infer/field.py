@@ -15,6 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from celestecli._kernels.optimize import optimize_sources
+from celestecli.catalog.schema import empty_catalog
 from celestecli.errors import UsageError
 from celestecli.fields import FieldID
 from celestecli.infer.detect import check_region, in_region
@@ -129,9 +130,13 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
             check_region(settings.region.box(), r_image)
             box = settings.region.box(REGION_MARGIN)
         entries = initial_catalog(data_dir, fid, images, settings.init, box)
-        is_target = _targets(images, entries, settings.region)
+        targets = np.flatnonzero(_targets(images, entries, settings.region))
+        if targets.size == 0:  # blank sky, nothing detected, or a source-free region
+            log.warning("%s: no sources to infer; the catalog is empty", fid)
+            return FieldResult(fid=fid, table=empty_catalog(0), n_sources=0, n_converged=0,
+                               seconds=time.perf_counter() - start, threads=threads,
+                               inputs=field_inputs(data_dir, fid))
         problem = build_problem(images, entries)
-        targets = np.flatnonzero(is_target)
         # A source without neighbours does not see the others' updates: after the first pass
         # it is at its optimum, so later passes revisit only sources that have neighbours.
         coupled = np.array([s for s in targets if problem.neighbours[s]], dtype=np.int64)
