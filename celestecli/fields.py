@@ -46,7 +46,8 @@ def _lines(stream) -> Iterator[str]:
 
 
 def collect_fields(tokens: Iterable[str], fields_file: Path | None, stdin) -> list[FieldID]:
-    """Fields from command-line tokens, ``--fields FILE`` and ``-`` (stdin), deduplicated in order.
+    """Fields from command-line tokens, ``--fields FILE`` and ``-`` (stdin; also ``--fields -``),
+    deduplicated in order.
 
     Blank lines and ``#`` comments in files and stdin are ignored.
     """
@@ -56,7 +57,9 @@ def collect_fields(tokens: Iterable[str], fields_file: Path | None, stdin) -> li
             raw.extend(_lines(stdin))
         else:
             raw.append(token)
-    if fields_file is not None:
+    if fields_file is not None and str(fields_file) == "-":
+        raw.extend(_lines(stdin))
+    elif fields_file is not None:
         try:
             with open(fields_file) as fh:
                 raw.extend(_lines(fh))
