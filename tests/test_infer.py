@@ -204,6 +204,18 @@ def test_a_field_without_sources_gives_an_empty_catalog(tmp_path):
     assert len(catalog) == 0 and "flux_r_nmgy" in catalog.colnames
 
 
+def test_catalog_sources_without_pixels_are_left_out(tmp_path):
+    # the photoObj lists a source 40 pixels below the frame: no data constrain it
+    write_sources(tmp_path, FID, [source(48, 48, True, 4.0), source(-40, 30, True, 4.0)])
+    out = tmp_path / "out"
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
+                     "--init", "photo")
+    assert result.returncode == 0, result.stderr
+    assert "left out 1 initial sources with no unmasked pixel in any image" in result.stderr
+    catalog = read_catalog(out / "celeste-009000-1-0001.fits")
+    assert list(catalog["objid"]) == [0]
+
+
 @pytest.fixture
 def field(tmp_path):
     write_sources(tmp_path, FID, crowd(5), seed=6)

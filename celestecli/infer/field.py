@@ -131,12 +131,18 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
             box = settings.region.box(REGION_MARGIN)
         entries = initial_catalog(data_dir, fid, images, settings.init, box)
         targets = np.flatnonzero(_targets(images, entries, settings.region))
+        problem = build_problem(images, entries) if targets.size else None
+        if problem is not None:
+            no_data = problem.pixel_cost[targets] == 0
+            if np.any(no_data):  # e.g. photoObj rows off the frame: nothing to fit them to
+                log.warning("%s: left out %d initial sources with no unmasked pixel in any "
+                            "image", fid, int(no_data.sum()))
+                targets = targets[~no_data]
         if targets.size == 0:  # blank sky, nothing detected, or a source-free region
             log.warning("%s: no sources to infer; the catalog is empty", fid)
             return FieldResult(fid=fid, table=empty_catalog(0), n_sources=0, n_converged=0,
                                seconds=time.perf_counter() - start, threads=threads,
                                inputs=field_inputs(data_dir, fid))
-        problem = build_problem(images, entries)
         # A source without neighbours does not see the others' updates: after the first pass
         # it is at its optimum, so later passes revisit only sources that have neighbours.
         coupled = np.array([s for s in targets if problem.neighbours[s]], dtype=np.int64)
