@@ -8,7 +8,9 @@ from reference_problems import random_problem
 
 from celestecli._kernels.elbo import SourceEvaluator
 from celestecli._kernels.openmp_info import openmp_enabled
-from celestecli._kernels.transform import py_free_derivatives, py_to_bound, py_to_free
+from celestecli._kernels.transform import py_enforce, py_free_derivatives, py_to_bound, py_to_free
+from celestecli.model import params as layout
+from celestecli.model.params import generic_init
 
 CASES = [  # (kind, number of sources, number of images, seed)
     ("star", 1, 2, 1),
@@ -114,3 +116,16 @@ def test_free_coordinates_match_reference_and_finite_differences(case):
         value = lambda f: ev.evaluate(py_to_bound(f, center), mode=0)[0]  # noqa: E731
         fd = _central_difference(value, free, q, 1e-3)
         assert abs(fd - g_free[q]) <= 1e-6 * max(abs(g_free[q]), 1e-3 * np.max(np.abs(g_free)))
+
+
+def test_enforce_keeps_simplex_entries_strictly_above_their_floor():
+    # chi = (3, 0): the entry lifted to its floor and rescaled must not round back onto it
+    params = generic_init(10.0, 0.5)
+    params[list(layout.CHI)] = 3.0, 0.0
+    center = params[:2].copy()
+    enforced = py_enforce(params, center)
+    assert enforced[layout.CHI[1]] > layout.CHI_LOWER
+    assert enforced[list(layout.CHI)].sum() == pytest.approx(1.0, abs=1e-12)
+    free = py_to_free(enforced, center)
+    assert np.all(np.isfinite(free))
+    np.testing.assert_allclose(py_to_bound(free, center), enforced, rtol=1e-9, atol=1e-15)

@@ -72,6 +72,9 @@ cdef void enforce_bounds(const double* pos_center, double* bound) noexcept nogil
         if fabs(total - 1.0) > 1e-12:
             for i in range(n):
                 bound[b0 + i] = lb + (1.0 - n * lb) * (bound[b0 + i] - lb) / (total - n * lb)
+                # an entry just above lb can round onto it, where the free coordinate is -inf
+                if not bound[b0 + i] > lb:
+                    bound[b0 + i] = nextafter(lb, INFINITY)
 
 
 cdef void to_free(const double* bound, const double* pos_center, double* free) noexcept nogil:
