@@ -107,3 +107,23 @@ def test_function_never_increases_and_failure_is_reported():
 
     *_, code, n_iter, n_eval = trust_region(broken, np.zeros(3), ELBO_TRUST_REGION)
     assert code == 2
+
+
+def test_non_finite_trial_values_are_rejected_steps():
+    def fun(x):  # a bowl with its minimum at (-1, -1), undefined (NaN) beyond x0 < -0.5
+        value = np.nan if x[0] < -0.5 else 0.5 * x @ x + x.sum()
+        return value, x + 1.0, np.eye(2)
+
+    x, f, code, _, _ = trust_region(fun, np.zeros(2), dict(ELBO_TRUST_REGION))
+    assert np.isfinite(f) and x[0] >= -0.5
+    assert f == pytest.approx(0.5 * x @ x + x.sum(), rel=1e-12)
+
+
+def test_an_unexpected_error_in_the_objective_is_raised():
+    def fun(x):
+        if np.abs(x).max() > 0.1:
+            raise RuntimeError("objective broke")
+        return 0.5 * x @ x + x.sum(), x + 1.0, np.eye(2)
+
+    with pytest.raises(RuntimeError, match="objective broke"):
+        trust_region(fun, np.zeros(2), dict(ELBO_TRUST_REGION))

@@ -408,25 +408,42 @@ cdef int python_objective(void* ctx, const double* x, double* f, double* g,
 
 
 cdef class _PyFun:
+    """A Python objective behind the C callback.  An exception other than the two that mark
+    an invalid point cannot cross the nogil solver: it is kept in ``error`` and the callback
+    reports failure, so the solver stops, and ``trust_region`` raises it."""
     cdef object fun
     cdef int n
+    cdef public object error
 
     def __init__(self, fun, n):
         self.fun = fun
         self.n = n
+        self.error = None
 
     def _call(self, size_t xp, size_t fp, size_t gp, size_t hp):
         cdef double* x = <double*>xp
         cdef double* g = <double*>gp
         cdef double* h = <double*>hp
         cdef int i
+        if self.error is not None:
+            return 1
         xa = np.array([x[i] for i in range(self.n)])
         try:
             f, grad, hess = self.fun(xa)
         except (FloatingPointError, ValueError):
+            return 1                              # an invalid point: a rejected step
+        except BaseException as exc:
+            self.error = exc
             return 1
-        grad = np.ascontiguousarray(grad, dtype=np.float64)
-        hess = np.ascontiguousarray(hess, dtype=np.float64).reshape(-1)
+        try:
+            f = float(f)
+            grad = np.ascontiguousarray(grad, dtype=np.float64).reshape(self.n)
+            hess = np.ascontiguousarray(hess, dtype=np.float64).reshape(self.n * self.n)
+        except BaseException as exc:              # a malformed return value is a bug
+            self.error = exc
+            return 1
+        if not (isfinite(f) and np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
+            return 1                              # NaN or inf: a rejected step, never accepted
         (<double*>fp)[0] = f
         for i in range(self.n):
             g[i] = grad[i]
@@ -450,4 +467,6 @@ def trust_region(fun, x0, dict settings):
     cdef PyObjective ctx
     ctx.fun = <void*>pyfun
     code = trust_region_minimize(python_objective, &ctx, &xv[0], n, &st, &f, &n_iter, &n_eval)
+    if pyfun.error is not None:
+        raise pyfun.error
     return x, f, code, n_iter, n_eval
