@@ -269,3 +269,13 @@ def test_region_outside_the_frame_is_a_usage_error(tmp_path, field):
     assert not out.exists() or not any(out.iterdir())  # no catalog, no temporary file
     bad = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--region", "10-20")
     assert bad.returncode == 2 and "malformed region" in bad.stderr
+
+
+def test_output_options_that_cannot_work_are_refused_before_any_work(tmp_path, field):
+    a_directory = tmp_path / "catalogs"
+    a_directory.mkdir()
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "-o", str(a_directory))
+    assert result.returncode == 2 and "is a directory" in result.stderr
+    demo = run_cli("infer", "--demo", "--out-dir", str(tmp_path / "demo"), "-o", "-")
+    assert demo.returncode == 2 and "--demo writes a FITS catalog" in demo.stderr
+    assert not (tmp_path / "demo").exists()

@@ -86,6 +86,9 @@ class InferRequest:
             if status_file == STDOUT:
                 raise UsageError("-o - and --status-file - would both write to stdout")
         elif output is not None:
+            if Path(output).is_dir():
+                raise UsageError(f"-o {output} is a directory: give a file name, or use "
+                                 "--out-dir for a directory")
             fmt = fmt or format_from_path(output)
             if fmt is None:
                 raise UsageError(f"cannot tell the catalog format of {output} from its "
@@ -147,6 +150,8 @@ def infer_command(app, jobs, demo, **options):
     if demo:
         if options["field_tokens"] or options["fields_file"]:
             raise UsageError("--demo simulates its own field: give no FIELD")
+        if options["output"] is not None or options["fmt"] is not None:
+            raise UsageError("--demo writes a FITS catalog into --out-dir: give no -o/--format")
         run_demo(options["out_dir"], InferSettings(passes=options["passes"], seed=options["seed"],
                                                    threads=options["threads"]))
         return
