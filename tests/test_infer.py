@@ -205,7 +205,7 @@ def test_a_field_without_sources_gives_an_empty_catalog(tmp_path):
 
 
 def test_catalog_sources_without_pixels_are_left_out(tmp_path):
-    # the photoObj lists a source 40 pixels below the frame: no data constrain it
+    # the photoObj lists a source 40 pixels off the frame's edge: no data constrain it
     write_sources(tmp_path, FID, [source(48, 48, True, 4.0), source(-40, 30, True, 4.0)])
     out = tmp_path / "out"
     result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
