@@ -412,6 +412,15 @@ def test_plots_without_matplotlib_say_what_to_install(monkeypatch, tmp_path):
         plots.validation_plots(None, tmp_path)
 
 
+def test_plots_without_matplotlib_fail_before_printing_a_report(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    result = invoke("validate", shared(f"{S82}/matched_vb.csv"), "--truth",
+                    shared("truth/coadd_for_4263_5_119.fit"), "--plots", tmp_path / "plots")
+    assert result.exit_code == 2 and "needs matplotlib" in result.stderr
+    assert result.stdout == ""
+
+
 def test_unreadable_truth_is_named(tmp_path):
     bad = tmp_path / "truth.fits"
     bad.write_bytes(b"SIMPLE  = not really a FITS file")

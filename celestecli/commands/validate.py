@@ -68,6 +68,10 @@ def validate_command(app, catalog, truth_token, compare_tokens, matched, toleran
     KIND (optional, detected from the file otherwise): catalog (ours: FITS/ECSV/CSV), coadd
     (SDSS coadd photoObj table), photo (SDSS single-epoch photoObj), hubble (star list .npz).
     """
+    if plots_dir is not None:  # fail before any work or output, not after the report
+        from celestecli.validate.plots import require_matplotlib
+
+        require_matplotlib()
     truth_kind, truth_path = parse_source(truth_token)
     sources = [parse_source(catalog), *(parse_source(t) for t in compare_tokens)]
     truth_kind = _kind_of(truth_kind, truth_path)

@@ -22,7 +22,8 @@ from celestecli.validate.photometry import nmgy_to_mag
 ERROR_PANELS = ("position", "flux_r_mag", "color_ug", "color_gr", "color_ri", "color_iz")
 
 
-def _figure_class():
+def require_matplotlib():
+    """matplotlib's Figure class; a usage error saying what to install when it is missing."""
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
@@ -53,7 +54,7 @@ def _safe_name(name: str) -> str:
 
 def validation_plots(v, outdir) -> list[Path]:
     """Write the validation figures into ``outdir`` (created if needed); returns their paths."""
-    Figure = _figure_class()
+    Figure = require_matplotlib()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -123,7 +124,7 @@ def validation_plots(v, outdir) -> list[Path]:
 
 def detection_plots(d, name: str, outdir) -> list[Path]:
     """Write the detection figures of one catalog into ``outdir``; returns their paths."""
-    Figure = _figure_class()
+    Figure = require_matplotlib()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     stem = _safe_name(name)
