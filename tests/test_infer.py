@@ -279,3 +279,20 @@ def test_output_options_that_cannot_work_are_refused_before_any_work(tmp_path, f
     demo = run_cli("infer", "--demo", "--out-dir", str(tmp_path / "demo"), "-o", "-")
     assert demo.returncode == 2 and "--demo writes a FITS catalog" in demo.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_source_that_fails_before_iterating_reports_no_iterations(tmp_path):
+    # two isolated sources optimised in turn by one thread; the second has no valid sky
+    write_sources(tmp_path, FID, [source(20, 20, True, 4.0), source(75, 75, True, 4.0)])
+    images = load_field(tmp_path, FID)
+    entries = read_photoobj(tmp_path / "9000/1/1/photoObj-009000-1-0001.fits")
+    x0, x1, y0, y1 = build_problem(images, entries).patches.box[1, R_BAND]
+    images[R_BAND].sky_nmgy[y0:y1 + 1, x0:x1 + 1] = 0.0
+    problem = build_problem(images, entries)
+    status, iters, evals = (np.zeros(2, np.int64) for _ in range(3))
+    elbo = np.full(2, np.nan)
+    optimize_sources(problem.cy, np.array([0, 1], np.int64), np.array([0, 2], np.int64),
+                     np.array([0, 1], np.int64), ELBO_TRUST_REGION, 1, 1, status, iters,
+                     evals, elbo)
+    assert status[0] == 0 and iters[0] > 0
+    assert status[1] == 2 and iters[1] == 0 and evals[1] == 0

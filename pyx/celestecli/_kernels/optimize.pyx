@@ -294,6 +294,8 @@ cdef int optimize_source(const Problem* pd, long s, const TRSettings* st, double
     cdef int code
     cdef double* scratch
     cdef double* row = pd.params + NP * s
+    n_iter[0] = 0                                 # also when the source fails before iterating
+    n_eval[0] = 0
     if source_work_init(pd, s, &work, 1) != 0:
         return OPT_FAILED
     scratch = <double*>malloc((NP * NP + NP * NF) * sizeof(double))
