@@ -131,8 +131,8 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
             box = settings.region.box(REGION_MARGIN)
         entries = initial_catalog(data_dir, fid, images, settings.init, box)
         targets = np.flatnonzero(_targets(images, entries, settings.region))
-        problem = build_problem(images, entries) if targets.size else None
-        if problem is not None:
+        if targets.size:
+            problem = build_problem(images, entries)
             no_data = problem.pixel_cost[targets] == 0
             if np.any(no_data):  # e.g. photoObj rows off the frame: nothing to fit them to
                 log.warning("%s: left out %d initial sources with no unmasked pixel in any "
