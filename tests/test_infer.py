@@ -226,7 +226,7 @@ def assert_failed_cleanly(result, out, *needles):
     assert result.returncode == 1, result.stderr
     for needle in needles:
         assert needle in result.stderr
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()  # no catalog, no temporary file, not even the directory
 
 
 def test_missing_band_is_an_error_naming_the_file(tmp_path, field):
@@ -234,6 +234,18 @@ def test_missing_band_is_an_error_naming_the_file(tmp_path, field):
     out = tmp_path / "out"
     result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out))
     assert_failed_cleanly(result, out, "frame-g-009000-1-0001.fits", "missing")
+
+
+def test_a_failed_run_removes_the_directories_it_made_and_only_those(tmp_path, field):
+    (field / "frame-g-009000-1-0001.fits.bz2").unlink()
+    made = tmp_path / "made"
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "-o",
+                     str(made / "deeper" / "catalog.fits"))
+    assert_failed_cleanly(result, made, "frame-g-009000-1-0001.fits")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(kept))
+    assert result.returncode == 1 and kept.is_dir() and not any(kept.iterdir())
 
 
 def test_all_nan_image_is_an_error_naming_the_file(tmp_path, field):
@@ -266,7 +278,7 @@ def test_region_outside_the_frame_is_a_usage_error(tmp_path, field):
     result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
                      "--region", "500:600,10:20")
     assert result.returncode == 2 and "outside" in result.stderr
-    assert not out.exists() or not any(out.iterdir())  # no catalog, no temporary file
+    assert not out.exists()
     bad = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--region", "10-20")
     assert bad.returncode == 2 and "malformed region" in bad.stderr
 

@@ -20,6 +20,7 @@ from celestecli.infer.field import InferSettings, Region
 from celestecli.infer.init_catalog import INIT_MODES
 from celestecli.parallel.interrupts import EXIT_SIGINT, EXIT_SIGTERM, Terminated, sigterm_raises
 from celestecli.parallel.jobs import STDOUT, JobConfig
+from celestecli.parallel.outdir import removed_if_left_empty
 from celestecli.parallel.report import RunReport
 from celestecli.parallel.status import StatusWriter
 
@@ -161,7 +162,7 @@ def infer_command(app, jobs, demo, **options):
     config = request.with_workers(workers, threads)
     report = RunReport(StatusWriter(request.status_file), len(request.fields))
     try:
-        with sigterm_raises():
+        with sigterm_raises(), removed_if_left_empty(config.output_dir()):
             if workers == 1:
                 run_serial(config, request.fields, report.add)
             else:

@@ -54,6 +54,12 @@ class JobConfig:
         return self.output if self.output is not None else output_path(self.out_dir, fid,
                                                                         self.fmt)
 
+    def output_dir(self) -> Path | None:
+        """The directory the catalogs go to; None when they go to stdout."""
+        if self.output == STDOUT:
+            return None
+        return Path(self.output).parent if self.output is not None else Path(self.out_dir)
+
 
 @dataclass
 class Outcome:

@@ -30,6 +30,7 @@ from celestecli.commands.infer import InferRequest, infer_options
 from celestecli.errors import EXIT_RUNTIME, CelesteError, PartialFailure
 from celestecli.logsetup import FORMAT, configure_logging
 from celestecli.parallel.jobs import FAILED, Outcome, run_field_job
+from celestecli.parallel.outdir import removed_if_left_empty
 from celestecli.parallel.report import RunReport
 from celestecli.parallel.status import StatusWriter
 
@@ -173,7 +174,7 @@ def run(app, verbose: int, quiet: int, options: dict) -> int:
         report = RunReport(StatusWriter(request.status_file), len(request.fields))
         log.info("fields: %d, ranks: %d, threads per rank: %d", len(request.fields), size,
                  config.settings.threads)
-        with logging_redirect_tqdm():
+        with logging_redirect_tqdm(), removed_if_left_empty(config.output_dir()):
             dispatch(comm, MPI, config, request.fields, report)
         try:
             report.finish()
