@@ -166,6 +166,22 @@ def test_csv_round_trip_keeps_values(tmp_path):
     assert back.meta["provenance"] is None
 
 
+@pytest.mark.parametrize("is_star", [("1", "", "0"), ("true", "", "False")])
+def test_blank_cells_read_as_nan_never_as_zero_or_false(tmp_path, is_star):
+    path = tmp_path / "cat.csv"
+    path.write_text("objid,ra,dec,is_star,gal_axis_ratio,n_iter\n"
+                    f"8647474692482203853,1.0,2.0,{is_star[0]},,3\n"
+                    f"8647474692482203854,1.1,2.1,{is_star[1]},,\n"
+                    f",1.2,2.2,{is_star[2]},,5\n")
+    t = read_catalog(path)
+    np.testing.assert_array_equal(t["is_star"], [1.0, np.nan, 0.0])
+    np.testing.assert_array_equal(t["gal_axis_ratio"], [np.nan] * 3)
+    np.testing.assert_array_equal(t["n_iter"], [3.0, np.nan, 5.0])
+    # a blank in identifiers too large for float64 stays masked; the others stay exact
+    assert t["objid"].mask.tolist() == [False, False, True]
+    assert t["objid"][1] == 8647474692482203854
+
+
 def test_format_comes_from_content_when_the_name_has_no_extension(tmp_path):
     for fmt in ("fits", "ecsv", "csv"):
         path = tmp_path / f"noext-{fmt}"

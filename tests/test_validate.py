@@ -117,6 +117,26 @@ def test_photo_scored_with_both_celeste_catalogs_gives_published_numbers():
     assert {s.metric: s.n for s in result.scores}["color_ug"] == 298
 
 
+def test_rows_whose_truth_type_or_shape_is_blank_are_not_scored(tmp_path):
+    truth = Table.read(shared(f"{S82}/matched_truth.csv"), format="ascii.csv")
+    types = np.where(np.asarray(truth["is_star"]) == "true", "1", "0").astype(object)
+    types[::10] = ""  # every tenth truth type unknown
+    truth["is_star"] = types
+    truth.write(tmp_path / "truth.csv")
+    vb = Table.read(shared(f"{S82}/matched_vb.csv"), format="ascii.csv")
+    for name in ("gal_frac_dev", "gal_axis_ratio", "gal_radius_px", "gal_angle_deg"):
+        vb[name] = np.full(len(vb), "", dtype=object)  # no shapes at all
+    vb.write(tmp_path / "vb.csv")
+    result = validate(read_scorable(tmp_path / "truth.csv"), [read_scorable(tmp_path / "vb.csv")],
+                      matched=True, n_boot=0)
+    n = {s.metric: s.n for s in result.scores}
+    known = np.ones(len(types), bool)
+    known[::10] = False
+    assert n["missed_stars"] == np.sum(known & (types == "1"))
+    assert n["missed_galaxies"] == np.sum(known & (types == "0"))
+    assert "gal_axis_ratio" not in n and "gal_angle_deg" not in n
+
+
 def test_sky_matching_pairs_the_matched_tables_row_by_row():
     truth = read_scorable(shared(f"{S82}/matched_truth.csv"))
     vb = read_scorable(shared(f"{S82}/matched_vb.csv"))

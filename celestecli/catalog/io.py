@@ -257,24 +257,50 @@ def read_table(path, fmt: str | None = None) -> RawTable:
 
 _TRUE = {"true", "t"}
 _FALSE = {"false", "f"}
+_EXACT_IN_FLOAT64 = 2**53
+
+
+def _text_booleans(col):
+    """True/False for a text column of 'true'/'false' (any case; blanks masked), else None."""
+    values = np.char.lower(np.char.strip(np.asarray(col, dtype=str)))
+    blank = np.ma.getmaskarray(col) | (values == "")
+    if not np.any(~blank) or not np.all(np.isin(values[~blank], list(_TRUE | _FALSE))):
+        return None
+    return MaskedColumn(np.isin(values, list(_TRUE)), mask=blank)
+
+
+def _blanks_as_nan(col):
+    """A masked integer or boolean column with blanks as float64 with NaN in the blanks (a
+    blank is unknown, not 0), when every value converts exactly; else the column itself."""
+    if not (isinstance(col, MaskedColumn) and col.dtype.kind in "biu" and np.any(col.mask)):
+        return col
+    values = np.asarray(col.data[~col.mask], dtype=np.float64)
+    if np.any(np.abs(values) >= _EXACT_IN_FLOAT64):  # identifiers: keep them exact, masked
+        return col
+    return MaskedColumn(col, dtype=np.float64).filled(np.nan)
 
 
 def normalise_columns(table: Table, path) -> Table:
-    """Lowercase names, NaN for masked floats, 'true'/'false' text as bool; in place."""
+    """Lowercase names, 'true'/'false' text as bool, blanks as NaN; in place.
+
+    Blank cells of float columns become NaN, and so do those of integer and boolean columns
+    (which then become float64), so that nothing reads a blank as 0 or False.
+    """
     lowered = [name.lower() for name in table.colnames]
     if len(set(lowered)) != len(lowered):
         raise InputFileError(path, "column names differ only in case")
     table.rename_columns(list(table.colnames), lowered)
     for name in table.colnames:
         col = table[name]
+        if col.dtype.kind in "US":
+            booleans = _text_booleans(col)
+            col = col if booleans is None else booleans
         if col.dtype.kind == "f" and isinstance(col, MaskedColumn):
-            table[name] = col.filled(np.nan)
-        elif col.dtype.kind in "US":
-            values = np.char.lower(np.char.strip(np.asarray(col, dtype=str)))
-            if values.size and np.all(np.isin(values, list(_TRUE | _FALSE))):
-                table[name] = np.isin(values, list(_TRUE))
-        if isinstance(table[name], MaskedColumn) and not np.any(table[name].mask):
-            table[name] = table[name].filled()
+            col = col.filled(np.nan)
+        col = _blanks_as_nan(col)
+        if isinstance(col, MaskedColumn) and not np.any(col.mask):
+            col = col.filled()
+        table[name] = col
     return table
 
 
