@@ -8,6 +8,7 @@ nothing to do, two concurrent runs never processing a field twice.  The building
 """
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -33,9 +34,12 @@ from field_runs import (
 
 from celestecli.catalog import InputFile, OutputError, Provenance, read_catalog, write_catalog
 from celestecli.catalog.schema import empty_catalog
+from celestecli.fields import FieldID
 from celestecli.infer.field import InferSettings, Region
 from celestecli.locks import FileLock, lock_path
 from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
+from celestecli.parallel.jobs import DONE, FAILED, JobConfig, Outcome
+from celestecli.parallel.pool import run_pool
 from celestecli.parallel.sizing import plan_workers
 from celestecli.parallel.status import StatusWriter
 
@@ -194,6 +198,49 @@ def test_sigkilled_run_is_completed_by_the_next(sim_data, single_catalogs, tmp_p
     for fid in fields:
         assert_same_sources(catalog_of(out, fid), catalog_of(single_catalogs, fid))
     assert leftovers(out) == []
+
+
+def test_a_killed_worker_costs_no_field(sim_data, single_catalogs, tmp_path):
+    out = tmp_path / "catalogs"
+    out.mkdir()
+    argv = celeste_argv(*infer_args(sim_data, out, "-j", "2", "--threads", "1",
+                                    "--status-file", tmp_path / "status.jsonl", *GOOD))
+    proc = subprocess.Popen(argv, env=cli_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".*.lock")):  # a field has started in a worker
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    os.kill(int(children[0]), signal.SIGKILL)  # as the out-of-memory killer would
+    stdout, stderr = proc.communicate(timeout=180)
+    print(stderr)
+    assert proc.returncode == 0
+    assert "a worker process died while running" in stderr
+    assert {f: r["status"] for f, r in statuses(tmp_path / "status.jsonl").items()} == {
+        str(f): "done" for f in GOOD}
+    for fid in GOOD:
+        assert_same_sources(catalog_of(out, fid), catalog_of(single_catalogs, fid))
+    assert leftovers(out) == []
+
+
+def crashes_on_field_3(config, fid) -> Outcome:
+    """A pool job whose worker dies on field 9999/1/3 and that succeeds on the others."""
+    if fid.field == 3:
+        os._exit(9)
+    time.sleep(0.1)
+    return Outcome(str(fid), DONE)
+
+
+def test_the_field_that_kills_its_worker_fails_alone(tmp_path):
+    fields = [FieldID(9999, 1, i) for i in range(1, 7)]
+    config = JobConfig(data_dir=tmp_path, out_dir=tmp_path, settings=InferSettings())
+    outcomes = []
+    run_pool(config, fields, 2, outcomes.append, job=crashes_on_field_3)
+    status = {o.field: o.status for o in outcomes}
+    assert len(outcomes) == len(fields)
+    assert status == {str(f): FAILED if f.field == 3 else DONE for f in fields}
+    assert "worker process died" in next(o.error for o in outcomes if o.status == FAILED)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -13,7 +13,8 @@ The rules of ENGINEERING.md 3.2-3.3, in order:
 
 The pool is a ``concurrent.futures.ProcessPoolExecutor`` rather than ``multiprocessing.Pool``:
 when a worker process dies (segfault, OOM killer) it reports the loss instead of waiting forever
-for the dead worker's result.
+for the dead worker's result.  Such a loss breaks the whole executor, so ``run_pool`` finds the
+field responsible by running the suspects again one at a time, and carries on with a new pool.
 """
 
 import ctypes
@@ -23,7 +24,8 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from multiprocessing_logging import MultiProcessingHandler, install_mp_handler, uninstall_mp_handler
@@ -107,34 +109,81 @@ def _drain_mp_logging() -> None:
 
 
 def _lost(fid, exc: BaseException) -> Outcome:
-    if isinstance(exc, BrokenProcessPool):
-        why = f"a worker process died, which stopped the pool ({exc})"
-    else:
-        why = f"{type(exc).__name__}: {exc}"
-    return Outcome(str(fid), FAILED, error=why, exit_code=EXIT_RUNTIME, worker="pool")
+    """A job that raised in the pool machinery itself (not in the field's inference)."""
+    return Outcome(str(fid), FAILED, error=f"{type(exc).__name__}: {exc}",
+                   exit_code=EXIT_RUNTIME, worker="pool")
 
 
-def run_pool(config: JobConfig, fields, workers: int, on_outcome) -> None:
-    """Run the fields' jobs on ``workers`` processes; ``on_outcome`` gets each as it finishes."""
+def _died(fid) -> Outcome:
+    return Outcome(str(fid), FAILED, exit_code=EXIT_RUNTIME, worker="pool",
+                   error="its worker process died (killed, e.g. by the out-of-memory killer, "
+                         "or crashed) even with no other field beside it")
+
+
+def _run_until_a_worker_dies(config: JobConfig, fields: deque, workers: int, report,
+                             job) -> list:
+    """Run the jobs of ``fields`` (taken from the left) on a new pool of ``workers``, at most
+    ``workers`` of them at a time, passing each Outcome to ``report``.
+
+    Returns the fields that were in flight when a worker died, which breaks the pool (their
+    own results are lost), or [] once every field is done.  Keeping no more fields in flight
+    than workers is what pins a death on the fields that could have caused it.
+    """
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_init_worker, initargs=(os.getpid(),))
+    try:
+        in_flight = {}
+        while fields or in_flight:
+            while fields and len(in_flight) < workers:
+                fid = fields.popleft()
+                in_flight[executor.submit(job, config, fid)] = fid
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                exc = future.exception()
+                if isinstance(exc, BrokenProcessPool):
+                    broken = True
+                    continue
+                fid = in_flight.pop(future)
+                report(future.result() if exc is None else _lost(fid, exc))
+            if broken:
+                executor.shutdown(wait=True)
+                return list(in_flight.values())
+        executor.shutdown(wait=True)
+        return []
+    except BaseException:
+        _stop_workers()
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+
+
+def run_pool(config: JobConfig, fields, workers: int, on_outcome, job=_pool_job) -> None:
+    """Run the fields' jobs (``job(config, fid)`` -> Outcome) on ``workers`` processes;
+    ``on_outcome`` gets each Outcome as it finishes.
+
+    When a worker process dies, the fields it could have been running are each run again
+    alone: the one that kills its worker even then is reported failed, the others finish,
+    and the rest of the fields go on in a new pool.
+    """
     _use_fork()
     with logging_redirect_tqdm():
         install_mp_handler()
-        executor = None
         try:
-            executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                           initializer=_init_worker, initargs=(os.getpid(),))
-            futures = {executor.submit(_pool_job, config, fid): fid for fid in fields}
             with tqdm(total=len(fields), unit="field", desc="fields", disable=None,
                       file=sys.stderr) as bar:
-                for future in as_completed(futures):
-                    exc = future.exception()
-                    on_outcome(future.result() if exc is None else _lost(futures[future], exc))
+                def report(outcome: Outcome) -> None:
+                    on_outcome(outcome)
                     bar.update()
-            executor.shutdown(wait=True)
-        except BaseException:
-            _stop_workers()
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
-            raise
+
+                waiting = deque(fields)
+                while waiting:
+                    suspects = _run_until_a_worker_dies(config, waiting, workers, report, job)
+                    if suspects:
+                        log.warning("a worker process died while running %s: running %s "
+                                    "again, alone", ", ".join(map(str, suspects)),
+                                    "it" if len(suspects) == 1 else "each")
+                    for fid in suspects:
+                        if _run_until_a_worker_dies(config, deque([fid]), 1, report, job):
+                            report(_died(fid))
         finally:
             _drain_mp_logging()
