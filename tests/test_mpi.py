@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,18 @@ def mpi_env() -> dict:
                    OMPI_MCA_rmaps_base_oversubscribe="1")
 
 
-def mpirun(n: int, *args) -> subprocess.CompletedProcess:
+def mpi_argv(n: int, *args) -> list[str]:
     if shutil.which("mpiexec") is None:
         pytest.skip("mpiexec not found: pip install '.[mpi]' (or install Open MPI)")
     if importlib.util.find_spec("mpi4py") is None:
         pytest.skip("mpi4py not installed: pip install '.[mpi]'")
-    argv = ["timeout", str(MPI_TIMEOUT), "mpiexec", "--oversubscribe", "-n", str(n),
+    return ["timeout", str(MPI_TIMEOUT), "mpiexec", "--oversubscribe", "-n", str(n),
             sys.executable, "-m", "celestecli.parallel.mpi", *map(str, args)]
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          env=mpi_env(), timeout=MPI_TIMEOUT + 30)
+
+
+def mpirun(n: int, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(mpi_argv(n, *args), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, env=mpi_env(), timeout=MPI_TIMEOUT + 30)
 
 
 def test_mpi_gives_the_pool_catalogs_and_survives_a_corrupt_field(sim_data, pool_run,
@@ -73,3 +77,31 @@ def test_a_bad_field_list_stops_every_rank(tmp_path: Path):
     assert run.returncode == 2, run.stderr
     assert "malformed field token 'not-a-field'" in run.stderr
     assert run.stderr.count("celeste: error") == 1  # rank 0 reports it, the others just stop
+
+
+def test_a_status_file_that_cannot_be_written_stops_every_rank(tmp_path: Path):
+    (tmp_path / "afile").write_text("")
+    run = mpirun(2, "--out-dir", tmp_path / "out", "--status-file",
+                 tmp_path / "afile" / "status.jsonl", "9999/1/1")
+    assert run.returncode == 1, run.stderr  # not 124: no rank left waiting
+    assert "afile is not a directory" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_status_file_lost_mid_run_ends_the_job_instead_of_hanging(sim_data, tmp_path):
+    status = tmp_path / "fresh" / "status.jsonl"  # its directory is made
+    proc = subprocess.Popen(mpi_argv(2, "--data-dir", sim_data, "--out-dir", tmp_path / "out",
+                                     "--threads", "1", *ORCHESTRATION, "--status-file", status,
+                                     *GOOD),
+                            env=mpi_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + MPI_TIMEOUT
+    while not (status.is_file() and status.read_text()):  # the first field is reported
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    status.unlink()
+    status.mkdir()  # the next status line cannot be written
+    _, stderr = proc.communicate(timeout=MPI_TIMEOUT + 30)
+    print(stderr)
+    assert proc.returncode == 1, stderr  # not 124: the ranks were stopped
+    assert "status.jsonl: Is a directory" in stderr

@@ -399,9 +399,12 @@ def test_available_cores_are_those_the_process_started_with():
     assert available == before
 
 
-def test_an_unwritable_status_file_fails_before_any_work(tmp_path):
-    with pytest.raises(OutputError, match="missing/status.jsonl"):
-        StatusWriter(tmp_path / "missing" / "status.jsonl")
+def test_status_file_directories_are_made_and_unwritable_ones_fail_before_any_work(tmp_path):
+    StatusWriter(tmp_path / "fresh" / "out" / "status.jsonl")
+    assert (tmp_path / "fresh" / "out" / "status.jsonl").is_file()
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(OutputError, match="afile/status.jsonl: .*afile is not a directory"):
+        StatusWriter(tmp_path / "afile" / "status.jsonl")
 
 
 @pytest.mark.parametrize("jobs, threads, n_fields, cores, expected", [

@@ -133,10 +133,14 @@ def _rank_logging(verbose: int, quiet: int, rank: int, size: int) -> None:
 
 
 def _prepare(comm, app, options):
-    """Rank 0 reads the options and fields (stdin included); every rank gets the result."""
+    """Rank 0 reads the options and fields (stdin included) and opens the status file; every
+    rank gets the request and the job configuration, or the error that stops them all.
+
+    Returns (request, config, status writer: rank 0 only), or (None, (message, exit code)).
+    """
     from celestecli.parallel.sizing import plan_workers
 
-    request, error = None, None
+    request, error, status = None, None, None
     if comm.Get_rank() == ROOT:
         if "-" in options["field_tokens"] and "OMPI_COMM_WORLD_SIZE" in os.environ:
             log.warning("reading fields from stdin: Open MPI 5's mpiexec may never pass on its "
@@ -145,14 +149,15 @@ def _prepare(comm, app, options):
                               *sys.argv[1:]])
         try:
             request = InferRequest.from_options(app.data_dir, command, **options)
+            status = StatusWriter(request.status_file)
         except (CelesteError, click.ClickException) as exc:
             error = (str(exc), getattr(exc, "exit_code", EXIT_RUNTIME))
     request, error = comm.bcast((request, error), root=ROOT)
     if error is not None:
-        return None, error
+        return None, error, None
     # each rank sizes its threads to the cores it was given (srun -c, or the whole node)
     _, threads = plan_workers(1, request.config.settings.threads, 1)
-    return request, request.with_workers(comm.Get_size(), threads)
+    return request, request.with_workers(comm.Get_size(), threads), status
 
 
 def run(app, verbose: int, quiet: int, options: dict) -> int:
@@ -161,7 +166,7 @@ def run(app, verbose: int, quiet: int, options: dict) -> int:
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     _rank_logging(verbose, quiet, rank, size)
-    request, config = _prepare(comm, app, options)
+    request, config, status = _prepare(comm, app, options)
     if request is None:
         message, code = config
         if rank == ROOT:
@@ -171,11 +176,15 @@ def run(app, verbose: int, quiet: int, options: dict) -> int:
     if rank == ROOT:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        report = RunReport(StatusWriter(request.status_file), len(request.fields))
+        report = RunReport(status, len(request.fields))
         log.info("fields: %d, ranks: %d, threads per rank: %d", len(request.fields), size,
                  config.settings.threads)
-        with logging_redirect_tqdm(), removed_if_left_empty(config.output_dir()):
-            dispatch(comm, MPI, config, request.fields, report)
+        try:
+            with logging_redirect_tqdm(), removed_if_left_empty(config.output_dir()):
+                dispatch(comm, MPI, config, request.fields, report)
+        except CelesteError as exc:  # e.g. the status file became unwritable
+            click.echo(f"celeste: error: {exc}", err=True)
+            _abort(exc.exit_code)  # the other ranks are waiting for fields
         try:
             report.finish()
         except CelesteError as exc:
@@ -199,24 +208,25 @@ def mpi_command(app, verbose, quiet, **options):
     """
     try:
         code = run(app, verbose, quiet, options)
-    except CelesteError as exc:  # before any message passing: the same on every rank
+    except CelesteError as exc:  # mpi4py missing: before any message passing, on every rank
         click.echo(f"celeste: error: {exc}", err=True)
         code = exc.exit_code
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()
-        _abort()
+        _abort(EXIT_RUNTIME)
     sys.exit(code)
 
 
-def _abort() -> None:
-    """End the whole MPI job: one rank's crash must not leave the others waiting on it."""
+def _abort(code: int) -> None:
+    """End the whole MPI job: one rank's failure must not leave the others waiting on it."""
+    sys.stderr.flush()
     try:
         from mpi4py import MPI
 
-        MPI.COMM_WORLD.Abort(EXIT_RUNTIME)
+        MPI.COMM_WORLD.Abort(code)
     finally:
-        os._exit(EXIT_RUNTIME)
+        os._exit(code)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from celestecli.catalog.atomic import OutputError
 
@@ -19,8 +20,9 @@ from celestecli.catalog.atomic import OutputError
 class StatusWriter:
     """Appends outcome records to a JSON-lines file, to stdout (``-``), or nowhere (None).
 
-    The file is created (or opened) at once, so that a path that cannot be written fails the
-    run before any work is done.
+    The file is created (or opened) at once, with any missing directories above it (as the
+    output directory is), so that a path that cannot be written fails the run before any
+    work is done.
     """
 
     def __init__(self, target: str | os.PathLike | None):
@@ -28,6 +30,12 @@ class StatusWriter:
         self._host = socket.gethostname()
         self._pid = os.getpid()
         if self.target not in (None, "-"):
+            try:
+                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError as exc:  # mkdir found a file where a directory should be
+                raise OutputError(self.target, f"{exc.filename} is not a directory") from exc
+            except OSError as exc:
+                raise OutputError(self.target, exc.strerror or str(exc)) from exc
             os.close(self._open())
 
     def _open(self) -> int:
