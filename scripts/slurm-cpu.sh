@@ -39,12 +39,21 @@ nodes=${SLURM_JOB_NUM_NODES:-1}
 ranks_per_node=${RANKS_PER_NODE:-4}
 cpus_per_node=${CPUS_PER_NODE:-${SLURM_CPUS_ON_NODE:-$(nproc)}}
 hw_threads=${HW_THREADS_PER_CORE:-1}
-cpus_per_rank=$((cpus_per_node / ranks_per_node))          # srun -c counts logical CPUs
-if [ "$cpus_per_rank" -lt 1 ]; then
-    echo "$0: $ranks_per_node ranks per node need at least as many CPUs ($cpus_per_node)" >&2
+for setting in "RANKS_PER_NODE=$ranks_per_node" "CPUS_PER_NODE=$cpus_per_node" \
+               "HW_THREADS_PER_CORE=$hw_threads"; do
+    if ! [[ ${setting#*=} =~ ^[1-9][0-9]*$ ]]; then
+        echo "$0: ${setting%%=*} must be a positive whole number, not '${setting#*=}'" >&2
+        exit 2
+    fi
+done
+# whole cores per rank (Slurm binds whole cores): one thread per core, -c counts logical CPUs
+threads=$((cpus_per_node / hw_threads / ranks_per_node))
+if [ "$threads" -lt 1 ]; then
+    echo "$0: $ranks_per_node ranks per node need at least as many cores" \
+         "($((cpus_per_node / hw_threads)))" >&2
     exit 2
 fi
-threads=$(( cpus_per_rank / hw_threads > 0 ? cpus_per_rank / hw_threads : 1 ))
+cpus_per_rank=$((threads * hw_threads))
 
 export OMP_NUM_THREADS=$threads
 export OMP_PLACES=cores

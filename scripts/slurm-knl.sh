@@ -40,8 +40,13 @@ fi
 
 nodes=${SLURM_JOB_NUM_NODES:-1}
 ranks_per_node=${RANKS_PER_NODE:-4}
-cpus_per_rank=$((LOGICAL_CPUS_PER_NODE / ranks_per_node))   # srun -c counts logical CPUs
-threads=$((CORES_PER_NODE / ranks_per_node))                # one thread per physical core
+if ! [[ $ranks_per_node =~ ^[1-9][0-9]*$ ]] || [ "$ranks_per_node" -gt "$CORES_PER_NODE" ]; then
+    echo "$0: RANKS_PER_NODE must be a whole number from 1 to $CORES_PER_NODE, not '$ranks_per_node'" >&2
+    exit 2
+fi
+# whole cores per rank (Slurm binds whole cores): one thread per core, -c counts logical CPUs
+threads=$((CORES_PER_NODE / ranks_per_node))
+cpus_per_rank=$((threads * LOGICAL_CPUS_PER_NODE / CORES_PER_NODE))
 
 export OMP_NUM_THREADS=$threads
 export OMP_PLACES=cores

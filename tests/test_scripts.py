@@ -79,6 +79,11 @@ def test_knl_script_dry_run(tmp_path):
     two = run_script("slurm-knl.sh", "--dry-run", listing, "out",
                      env=cli_env(RANKS_PER_NODE="2", SLURM_JOB_NUM_NODES="3"))
     assert "srun -n 6 -c 136 --cpu-bind=cores" in two.stdout and "--threads 34" in two.stdout
+    # 68 cores do not split evenly in 8 or 3: whole cores per rank, 4 logical CPUs each
+    eight = run_script("slurm-knl.sh", "--dry-run", listing, "out", env=cli_env(RANKS_PER_NODE="8"))
+    assert "srun -n 8 -c 32 --cpu-bind=cores" in eight.stdout and "--threads 8" in eight.stdout
+    three = run_script("slurm-knl.sh", "--dry-run", listing, "out", env=cli_env(RANKS_PER_NODE="3"))
+    assert "srun -n 3 -c 88 --cpu-bind=cores" in three.stdout and "--threads 22" in three.stdout
     assert not (tmp_path / "out").exists()  # a dry run creates nothing
 
 
@@ -93,6 +98,25 @@ def test_cpu_script_dry_run(tmp_path):
     slurm = run_script("slurm-cpu.sh", "--dry-run", listing, "out",
                        env=cli_env(SLURM_CPUS_ON_NODE="8", RANKS_PER_NODE="2"))
     assert "srun -n 2 -c 4 --cpu-bind=cores" in slurm.stdout and "--threads 4" in slurm.stdout
+    # 128 cores in 3 ranks: 42 whole cores (84 logical CPUs) each
+    uneven = run_script("slurm-cpu.sh", "--dry-run", listing, "out",
+                        env=cli_env(CPUS_PER_NODE="256", HW_THREADS_PER_CORE="2",
+                                    RANKS_PER_NODE="3"))
+    assert "srun -n 3 -c 84 --cpu-bind=cores" in uneven.stdout and "--threads 42" in uneven.stdout
+
+
+@pytest.mark.parametrize("name, setting", [
+    ("slurm-knl.sh", {"RANKS_PER_NODE": "0"}), ("slurm-knl.sh", {"RANKS_PER_NODE": "100"}),
+    ("slurm-knl.sh", {"RANKS_PER_NODE": "abc"}), ("slurm-cpu.sh", {"RANKS_PER_NODE": "abc"}),
+    ("slurm-cpu.sh", {"RANKS_PER_NODE": "0"}), ("slurm-cpu.sh", {"HW_THREADS_PER_CORE": "0"}),
+    ("slurm-cpu.sh", {"CPUS_PER_NODE": "8", "RANKS_PER_NODE": "16"}),
+])
+def test_slurm_scripts_refuse_impossible_splits(name, setting, tmp_path):
+    listing = field_list(tmp_path / "fields.txt", GOOD)
+    run = run_script(name, "--dry-run", listing, "out", env=cli_env(**setting))
+    assert run.returncode == 2 and "srun" not in run.stdout
+    assert "RANKS_PER_NODE" in run.stderr or "HW_THREADS_PER_CORE" in run.stderr \
+        or "ranks per node need" in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize("name", ["slurm-knl.sh", "slurm-cpu.sh", "cron-example.sh"])
