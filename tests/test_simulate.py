@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.table import Table
 from click.testing import CliRunner
 from shared_data import shared
@@ -425,6 +426,18 @@ def test_existing_field_needs_force(tmp_path):
     assert invoke(*args, "--seed", 2, "--force").exit_code == 0
     after = files_under(tmp_path)
     assert after.keys() == before.keys() and after != before
+
+
+def test_force_never_replaces_files_simulate_did_not_write(tmp_path):
+    args = ("simulate", "-n", 2, "--width", 32, "--height", 32, "-o", tmp_path)
+    assert invoke(*args, "--seed", 1).exit_code == 0
+    field_dir = tmp_path / "9999" / "1" / "1"
+    real = next(field_dir.glob("psField-*.fit"))
+    fits.PrimaryHDU().writeto(real, overwrite=True)  # stands in for a real SDSS psField
+    before = files_under(tmp_path)
+    result = invoke(*args, "--seed", 2, "--force")
+    assert_fails(result, 1, real.name, "not written by celeste simulate")
+    assert files_under(tmp_path) == before
 
 
 def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):

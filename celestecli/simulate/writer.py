@@ -365,8 +365,22 @@ def check_destinations(paths: dict[str, Path], force: bool) -> list[Path]:
             if p.exists():
                 if not force:
                     raise OutputError(p, "exists (use --force to replace the field's files)")
+                if label != "truth":  # the truth catalog is ours by its name
+                    _check_simulated(p)
                 existing.append(p)
     return existing
+
+
+def _check_simulated(path: Path) -> None:
+    """Raise OutputError unless ``path`` is a file ``celeste simulate`` wrote: --force never
+    replaces real SDSS files (or anything it cannot tell apart from them)."""
+    try:
+        creator = fits.getheader(path, 0).get("CREATOR")
+    except Exception:  # astropy raises many kinds of error for files that are not FITS
+        creator = None
+    if creator != CREATOR:
+        raise OutputError(path, f"exists and was not written by {CREATOR}, so even --force "
+                                "does not replace it: choose another --field or output folder")
 
 
 def _existing_photofield(path: Path) -> Path | None:
