@@ -168,8 +168,12 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
             owner[fid] = path
 
     widths, heights = [], []
-    for table, prov in zip(tables, provs, strict=True):
+    for path, table, prov in zip(paths, tables, provs, strict=True):
         w, h = _image_shape(prov)
+        if (w is None or h is None) and len(paths) > 1:
+            log.warning("%s does not record its frame size (IMAGEW, IMAGEH): its distances "
+                        "to the field's edge assume SDSS's %d x %d", path, SDSS_FRAME_WIDTH,
+                        SDSS_FRAME_HEIGHT)
         widths.append(np.full(len(table), w or SDSS_FRAME_WIDTH, dtype=np.float64))
         heights.append(np.full(len(table), h or SDSS_FRAME_HEIGHT, dtype=np.float64))
     columns = tables[0].colnames

@@ -148,7 +148,7 @@ def run_cli(*args):
 
 
 def test_cli_writes_a_catalog_with_provenance_and_streams_csv(tmp_path):
-    write_sources(tmp_path, FID, crowd(6), seed=4)
+    write_sources(tmp_path, FID, crowd(6), width=112, seed=4)
     out = tmp_path / "out"
     done = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
                    "--passes", "1")
@@ -156,6 +156,8 @@ def test_cli_writes_a_catalog_with_provenance_and_streams_csv(tmp_path):
     assert "9000/1/1: 6 sources" in done.stderr
     catalog = read_catalog(out / "celeste-009000-1-0001.fits")
     assert len(catalog) == 6 and np.all(catalog["run"] == 9000)
+    extra = catalog.meta["provenance"].extra  # the frame size merge measures edges with
+    assert (extra["IMAGEW"], extra["IMAGEH"]) == (112, 96)
     from astropy.io import fits
 
     with fits.open(out / "celeste-009000-1-0001.fits") as hdul:

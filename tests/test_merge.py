@@ -199,6 +199,14 @@ def test_unwritable_output_fails_cleanly(tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+def test_output_that_is_an_input_is_refused(tmp_path):
+    a, b = write_fields(tmp_path)
+    before = a.read_bytes()
+    result = invoke("merge", a, b, "-o", tmp_path / "." / a.name)
+    assert result.exit_code == 2 and "is one of the catalogs to merge" in result.stderr
+    assert a.read_bytes() == before
+
+
 def test_inputs_that_cannot_be_merged_are_refused(tmp_path):
     a, b = write_fields(tmp_path)
     with pytest.raises(UsageError, match="94/1/10 is in both"):

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from celestecli.catalog import FORMATS, write_catalog
+from celestecli.errors import UsageError
 from celestecli.validate.matching import DEFAULT_TOLERANCE_ARCSEC
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,12 @@ def merge_command(catalogs, output, fmt, tolerance):
     """
     from celestecli.merge import merge_catalogs
 
+    inputs = {Path(c).resolve() for c in catalogs}
+    if output != "-" and Path(output).resolve() in inputs:
+        raise UsageError(f"-o {output} is one of the catalogs to merge: write the merged "
+                         "catalog to another file")
     result = merge_catalogs(catalogs, tolerance_arcsec=tolerance)
     write_catalog(result.table, output, fmt=fmt, provenance=result.provenance)
-    log.info("merged %d catalogs: %d rows in, %d duplicates removed, %d rows written to %s",
-             len({Path(c).resolve() for c in catalogs}), result.n_in, result.n_duplicates,
+    log.info("merged %d catalog%s: %d rows in, %d duplicates removed, %d rows written to %s",
+             len(inputs), "" if len(inputs) == 1 else "s", result.n_in, result.n_duplicates,
              len(result.table), output)

@@ -91,6 +91,7 @@ class FieldResult:
     seconds: float
     threads: int
     inputs: list[Path]
+    frame_size: tuple[int, int]  # (width, height) of the r frame, for merge's edge distances
 
     @property
     def core_seconds_per_source(self) -> float:
@@ -142,7 +143,8 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
             log.warning("%s: no sources to infer; the catalog is empty", fid)
             return FieldResult(fid=fid, table=empty_catalog(0), n_sources=0, n_converged=0,
                                seconds=time.perf_counter() - start, threads=threads,
-                               inputs=field_inputs(data_dir, fid))
+                               inputs=field_inputs(data_dir, fid),
+                               frame_size=r_image.shape[::-1])
         # A source without neighbours does not see the others' updates: after the first pass
         # it is at its optimum, so later passes revisit only sources that have neighbours.
         coupled = np.array([s for s in targets if problem.neighbours[s]], dtype=np.int64)
@@ -179,5 +181,6 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
     seconds = time.perf_counter() - start
     return FieldResult(fid=fid, table=table, n_sources=len(targets),
                        n_converged=int(np.sum(status[targets] == 0)), seconds=seconds,
-                       threads=threads, inputs=field_inputs(data_dir, fid))
+                       threads=threads, inputs=field_inputs(data_dir, fid),
+                       frame_size=r_image.shape[::-1])
 

@@ -99,7 +99,9 @@ def catalog_provenance(result, config: JobConfig, inputs: list[InputFile],
     from celestecli._kernels.openmp_info import openmp_enabled
 
     settings = config.settings
-    extra = {"PASSES": settings.passes, "INIT": settings.init, KEYWORD: fprint}
+    width, height = result.frame_size
+    extra = {"PASSES": settings.passes, "INIT": settings.init, KEYWORD: fprint,
+             "IMAGEW": int(width), "IMAGEH": int(height)}
     if settings.region is not None:
         extra["REGION"] = str(settings.region)
     return Provenance(command_line=config.command_line, fields=[str(result.fid)], rerun=301,
