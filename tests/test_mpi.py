@@ -105,3 +105,18 @@ def test_a_status_file_lost_mid_run_ends_the_job_instead_of_hanging(sim_data, tm
     print(stderr)
     assert proc.returncode == 1, stderr  # not 124: the ranks were stopped
     assert "status.jsonl: Is a directory" in stderr
+
+
+def test_ranks_that_share_their_cores_share_the_threads(tmp_path: Path):
+    def unbound(*args):  # a launcher that binds no rank apart: each sees both cores
+        argv = mpi_argv(2, "--data-dir", tmp_path, "--out-dir", tmp_path / "out", *args,
+                        "9999/6/9")
+        at = argv.index("mpiexec") + 1
+        argv[at:at] = ["--bind-to", "none"]
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              env=mpi_env(), timeout=MPI_TIMEOUT + 30)
+
+    default = unbound()
+    assert "threads per rank: 1" in default.stderr, default.stderr
+    asked = unbound("--threads", "2")
+    assert "2 ranks share 2 cores" in asked.stderr and "threads per rank: 1" in asked.stderr

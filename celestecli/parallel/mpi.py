@@ -25,6 +25,7 @@ from pathlib import Path
 
 import click
 
+from celestecli import STARTUP_CPUS
 from celestecli.cli import AppContext
 from celestecli.commands.infer import InferRequest, infer_options
 from celestecli.errors import EXIT_RUNTIME, CelesteError, PartialFailure
@@ -33,6 +34,7 @@ from celestecli.parallel.jobs import FAILED, Outcome, run_field_job
 from celestecli.parallel.outdir import removed_if_left_empty
 from celestecli.parallel.report import RunReport
 from celestecli.parallel.status import StatusWriter
+from celestecli.threads import available_cores, effective_threads
 
 log = logging.getLogger("celestecli.parallel.mpi")  # not __main__ under python -m
 
@@ -132,14 +134,12 @@ def _rank_logging(verbose: int, quiet: int, rank: int, size: int) -> None:
         handler.setFormatter(formatter)
 
 
-def _prepare(comm, app, options):
+def _prepare(comm, MPI, app, options):  # noqa: N803 - the module
     """Rank 0 reads the options and fields (stdin included) and opens the status file; every
     rank gets the request and the job configuration, or the error that stops them all.
 
     Returns (request, config, status writer: rank 0 only), or (None, (message, exit code)).
     """
-    from celestecli.parallel.sizing import plan_workers
-
     request, error, status = None, None, None
     if comm.Get_rank() == ROOT:
         if "-" in options["field_tokens"] and "OMPI_COMM_WORLD_SIZE" in os.environ:
@@ -155,9 +155,27 @@ def _prepare(comm, app, options):
     request, error = comm.bcast((request, error), root=ROOT)
     if error is not None:
         return None, error, None
-    # each rank sizes its threads to the cores it was given (srun -c, or the whole node)
-    _, threads = plan_workers(1, request.config.settings.threads, 1)
+    threads = _threads_per_rank(comm, MPI, request.config.settings.threads)
     return request, request.with_workers(comm.Get_size(), threads), status
+
+
+def _threads_per_rank(comm, MPI, requested: int | None) -> int:  # noqa: N803 - the module
+    """Each rank's threads: its share of the cores it may run on (``srun -c``, a binding, or
+    the whole node), shared with the other ranks of the node that may run on them too (when
+    the launcher bound no ranks apart); never more than that share (with a warning)."""
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    mine = STARTUP_CPUS or frozenset()
+    sharing = max(1, sum(1 for cpus in node.allgather(mine) if cpus & mine))
+    share = max(1, available_cores() // sharing)
+    threads = effective_threads(requested, sharing)
+    if threads > share:
+        if node.Get_rank() == 0:
+            log.warning("%d ranks share %d cores on %s: %d threads per rank, not %d (bind "
+                        "the ranks to their own cores, e.g. srun -c, to give each more)",
+                        sharing, available_cores(), MPI.Get_processor_name(), share, threads)
+        threads = share
+    node.Free()
+    return threads
 
 
 def run(app, verbose: int, quiet: int, options: dict) -> int:
@@ -166,7 +184,7 @@ def run(app, verbose: int, quiet: int, options: dict) -> int:
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     _rank_logging(verbose, quiet, rank, size)
-    request, config, status = _prepare(comm, app, options)
+    request, config, status = _prepare(comm, MPI, app, options)
     if request is None:
         message, code = config
         if rank == ROOT:
