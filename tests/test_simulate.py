@@ -311,6 +311,23 @@ def test_same_seed_gives_identical_files_and_a_catalog_renders_the_same(tmp_path
         assert read_photofield(photofield, field).gain[2] == pytest.approx(4.6)
 
 
+def test_sources_off_the_frame_are_rendered_but_not_listed(tmp_path):
+    assert invoke("simulate", "-n", 12, "--seed", 5, "--width", 100, "--height", 80,
+                  "-o", tmp_path / "wide").exit_code == 0
+    truth = tmp_path / "wide/9999/1/1/truth-009999-1-0001.fits"
+    result = invoke("simulate", "--catalog", truth, "--width", 50, "--height", 80,
+                    "-o", tmp_path / "narrow")
+    assert result.exit_code == 0, result.output
+    wide = read_catalog(truth)
+    inside = np.abs(wide["x"] - 49.5) < 25  # the narrow frame: the middle 50 columns
+    assert 0 < inside.sum() < len(wide)
+    assert f"{len(wide) - inside.sum()} of the {len(wide)} sources" in result.output
+    listed = read_catalog(tmp_path / "narrow/9999/1/1/truth-009999-1-0001.fits")
+    assert sorted(listed["objid"]) == sorted(wide["objid"][inside])
+    with fits.open(tmp_path / "narrow/9999/1/1/photoObj-009999-1-0001.fits") as hdul:
+        assert len(hdul[1].data) == inside.sum()
+
+
 def test_full_size_field_from_the_command_line(tmp_path):
     """The acceptance command, as a user runs it."""
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -22,15 +22,14 @@ def _parse_field(_ctx, _param, value):
 
 def _check_footprint(truth, setup, catalog) -> None:
     """Refuse a catalog none of whose sources falls on the frame; warn about those off it."""
-    ny, nx = setup.shape
-    x, y = setup.reference.wcs.all_world2pix(truth.ra, truth.dec, 0)
-    inside = (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+    inside = setup.on_frame(truth.ra, truth.dec)
     if len(truth) and not inside.any():
         raise UsageError(f"none of the {len(truth)} sources of {catalog} falls on the simulated "
                          f"frame ({setup.description}): give --center RA DEC or --like FIELD")
     if not inside.all():
-        log.warning("%d of the %d sources of %s lie off the frame", int((~inside).sum()),
-                    len(truth), catalog)
+        log.warning("%d of the %d sources of %s lie off the frame: rendered (their light "
+                    "may reach it), but not listed in the photoObj and truth files",
+                    int((~inside).sum()), len(truth), catalog)
 
 
 def _canonical_command(n_sources, seed, catalog, like, width, height, center, fid) -> str:

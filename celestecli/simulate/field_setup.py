@@ -140,6 +140,12 @@ class FieldSetup:
         """The r band: positions are drawn and reported in its pixel frame."""
         return self.bands[BANDS.index("r")]
 
+    def on_frame(self, ra, dec) -> np.ndarray:
+        """Which of the sky positions fall on the r frame's pixels."""
+        ny, nx = self.shape
+        x, y = self.reference.wcs.all_world2pix(ra, dec, 0)
+        return (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+
 
 def _canonical(header: fits.Header) -> fits.Header:
     """The header as it reads back from a file (values formatted and parsed once)."""

@@ -51,6 +51,13 @@ class SimulatedField:
     renders: list[BandRender]  # u..z
     counts: list[np.ndarray]  # u..z, (ny, nx) int64 electrons
 
+    @property
+    def listed_truth(self) -> Truth:
+        """The sources on the frame: those the photoObj and the truth catalog list, as a
+        field's photoObj lists only its own objects (all are rendered: light from sources
+        just off the frame reaches it, as in real frames)."""
+        return self.truth.subset(self.setup.on_frame(self.truth.ra, self.truth.dec))
+
     def quantum(self, band: int) -> float:
         """Step (nMgy, a power of two) of the frame's pixel values: at most 1/4 electron."""
         return float(2.0 ** np.floor(np.log2(0.25 / self.renders[band].iota.max())))

@@ -240,7 +240,7 @@ def photoobj_hdul(sim: SimulatedField) -> fits.HDUList:
     PHI + PHI_OFFSET is the model's pixel-frame angle.  ROWC/COLC are Photo's pixel
     coordinates (0-based centre + 0.5).  Flags 0, NCHILD 0, MODE 1 (primary).
     """
-    t = sim.truth
+    t = sim.listed_truth
     n = len(t)
     gal = ~t.is_star
     flux = t.band_fluxes()
@@ -419,7 +419,7 @@ def write_field(sim: SimulatedField, out_dir: str | Path, provenance: Provenance
         compressed = pool.map(lambda data: bz2.compress(data, 9), frames)
         contents.update({f"frame-{b}": data for b, data in zip(BANDS, compressed, strict=True)})
     ref = sim.setup.reference
-    table = sim.truth.to_table(ref.wcs, sim.fid.run, sim.fid.camcol, sim.fid.field)
+    table = sim.listed_truth.to_table(ref.wcs, sim.fid.run, sim.fid.camcol, sim.fid.field)
 
     staging = _Staging(list(paths.values()))
     try:
