@@ -164,6 +164,19 @@ def test_coadd_truth_after_celestes_cuts():
     assert np.all(np.isnan(truth.table["gal_radius_px"][stars]))
 
 
+def test_coadd_truth_as_casjobs_csv_is_recognised(tmp_path):
+    fits_path = shared("truth/coadd_for_4263_5_119.fit")
+    csv_path = tmp_path / "coadd.csv"
+    csv_path.write_text("#Table1\n")  # CasJobs may start with a table name line
+    with open(csv_path, "a") as fh:
+        Table.read(fits_path).write(fh, format="ascii.csv")
+    assert detect_kind(csv_path) == "coadd"
+    from_csv, from_fits = read_scorable(csv_path), read_scorable(fits_path)
+    assert from_csv.cuts == from_fits.cuts
+    for name in ("ra", "dec", "is_star", "flux_r_nmgy", "color_ug", "gal_radius_px"):
+        np.testing.assert_allclose(from_csv.table[name], from_fits.table[name], rtol=1e-6)
+
+
 def test_coadd_conversion_reproduces_celestes_truth_rows():
     truth = read_scorable(shared("truth/coadd_for_4263_5_119.fit")).table
     ref = Table.read(shared(f"{S82}/matched_truth.csv"), format="ascii.csv")

@@ -235,7 +235,9 @@ def _read_text(path, fmt: str) -> RawTable:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnitsWarning)
-            table = Table.read(path, format=f"ascii.{fmt}")
+            # '#' lines of a CSV are comments (SkyServer and CasJobs start with '#Table1')
+            extra = {"comment": "#"} if fmt == "csv" else {}
+            table = Table.read(path, format=f"ascii.{fmt}", **extra)
     except Exception as exc:  # astropy's ascii readers raise a zoo of exception types
         raise InputFileError(path, f"not a readable {fmt.upper()} table: {exc}") from exc
     return RawTable(table, fmt)

@@ -83,32 +83,51 @@ def _f64(values) -> np.ndarray:
 
 
 def detect_kind(path) -> str:
-    """``hubble`` (npz), ``coadd`` or ``photo`` (FITS photoObj by its columns), else ``catalog``."""
+    """``hubble`` (npz), ``coadd`` or ``photo`` (a photoObj table, FITS or CasJobs CSV, by its
+    columns), else ``catalog``."""
     p = Path(path)
     if not p.exists():
         raise InputFileError(path, "no such file")
     if p.suffix.lower() == ".npz":
         return "hubble"
-    if sniff_format(p) != "fits":
+    fmt = sniff_format(p)
+    if fmt == "csv":
+        names = _csv_column_names(p)
+    elif fmt == "fits":
+        names = _fits_column_names(p)
+        if names is None:  # an empty photoObj has an image HDU where the table would be
+            return "photo" if "photoObj" in p.name else "catalog"
+    else:
         return "catalog"
-    try:
-        with fits.open(p, memmap=False) as hdul:
-            names = set()
-            for hdu in hdul:
-                if isinstance(hdu, fits.BinTableHDU | fits.TableHDU):
-                    names = {n.lower() for n in hdu.columns.names}
-                    break
-            else:
-                # an empty photoObj (no objects) has an image HDU where the table would be
-                if "photoObj" in p.name:
-                    return "photo"
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable FITS file: {exc}") from exc
     if {"probpsf", "psfmag_r"} <= names:
         return "coadd"
     if {"objc_type", "psfflux"} <= names:
         return "photo"
     return "catalog"
+
+
+def _fits_column_names(path: Path) -> set[str] | None:
+    """Lowercase column names of the first table HDU; None when there is none."""
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            for hdu in hdul:
+                if isinstance(hdu, fits.BinTableHDU | fits.TableHDU):
+                    return {n.lower() for n in hdu.columns.names}
+    except (OSError, ValueError) as exc:
+        raise InputFileError(path, f"not a readable FITS file: {exc}") from exc
+    return None
+
+
+def _csv_column_names(path: Path) -> set[str]:
+    """Lowercase names in the header line of a CSV file (after any '#' comment lines)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.strip() and not line.startswith("#"):
+                    return {n.strip().strip('"').lower() for n in line.split(",")}
+    except OSError as exc:
+        raise InputFileError(path, exc.strerror or str(exc)) from exc
+    return set()
 
 
 def _columns_table(path) -> Table:
