@@ -418,6 +418,12 @@ def test_detection_scores_of_a_perturbed_star_list(tmp_path, m2_truth):
     text = invoke("--data-dir", SHARED / "sdss", "validate", path, "--truth",
                   shared("truth/true_hubble_m2.npz")).stdout
     assert "recall" in text and "1114" in text
+    other = "sdss/3900/6/269/frame-u-003900-6-0269.fits.bz2"  # another field's frame
+    wrong = invoke("validate", path, "--truth", shared("truth/true_hubble_m2.npz"),
+                   "--frame", shared(other))
+    assert wrong.exit_code == 1
+    assert "frame-u-003900-6-0269" in wrong.stderr and "not the r frame of field 2583/2/136" \
+        in wrong.stderr
 
 
 # --- plots -------------------------------------------------------------------------------

@@ -62,8 +62,8 @@ class StarTruth:
                 & (y >= self.y_range[0] - 0.5) & (y <= self.y_range[1] + 0.5))
 
 
-def frame_wcs(path) -> WCS:
-    """The celestial WCS of an SDSS frame file (primary header)."""
+def m2_frame_wcs(path) -> WCS:
+    """The celestial WCS of the r frame of M2's field; any other file is an error naming it."""
     try:
         with fits.open(path, memmap=False) as hdul:
             header = hdul[0].header
@@ -72,6 +72,13 @@ def frame_wcs(path) -> WCS:
                 wcs = WCS(header).celestial
     except (OSError, ValueError) as exc:
         raise InputFileError(path, f"not a readable SDSS frame: {exc}") from exc
+    found = (header.get("RUN"), header.get("CAMCOL"), header.get("FRAME"),
+             str(header.get("FILTER", "")).strip())
+    wanted = (M2_FIELD.run, M2_FIELD.camcol, M2_FIELD.field, "r")
+    if found != wanted:
+        raise InputFileError(path, "not the r frame of field {} that the Hubble star list "
+                                   "covers (header RUN/CAMCOL/FRAME/FILTER: {})".format(
+                                       M2_FIELD, "/".join(map(str, found))))
     if not wcs.has_celestial:
         raise InputFileError(path, "frame header has no celestial WCS")
     return wcs
@@ -100,7 +107,7 @@ def read_hubble_truth(path, frame_path, row0: int = M2_REGION_ROW0,
     scale = size - 1
     y = row0 + locs[:, 0] * scale
     x = col0 + locs[:, 1] * scale
-    wcs = frame_wcs(frame_path)
+    wcs = m2_frame_wcs(frame_path)
     ra, dec = wcs.wcs_pix2world(x, y, 0)
     return StarTruth(str(path), str(frame_path), x, y, np.asarray(ra), np.asarray(dec),
                      nmgy_to_mag(flux_e / nelec_per_nmgy), wcs,
