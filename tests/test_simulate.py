@@ -421,7 +421,17 @@ def test_catalog_problems_are_errors_naming_the_file(tmp_path):
     assert_fails(result, 2, "none of the 1 sources", "--center")
     result = invoke("simulate", "--catalog", bad, "-n", 5, "-o", out)
     assert_fails(result, 2, "not both")
+    result = invoke("simulate", "-n", 1, "--center", 10, 90, "-o", out)
+    assert_fails(result, 2, "Dec 90 is not strictly between -90 and 90")
     assert not out.exists()
+
+
+def test_centre_ra_is_taken_modulo_360(tmp_path):
+    for name, ra in (("a", 400.0), ("b", 40.0)):
+        assert invoke("simulate", "-n", 2, "--width", 32, "--height", 32, "--center", ra, 0.5,
+                      "-o", tmp_path / name).exit_code == 0
+    a, b = (files_under(tmp_path / name) for name in "ab")
+    assert a.keys() == b.keys() and all(a[k] == b[k] for k in a if "frame-" in k)
 
 
 def test_unwritable_output_is_an_error_and_leaves_nothing(tmp_path):

@@ -117,6 +117,9 @@ def simulate_command(app, n_sources, seed, catalog, like, width, height, center,
         setup = like_setup(app.data_dir, like, width, height)
     else:
         ra, dec = center if center is not None else DEFAULT_CENTRE
+        if not -90.0 < dec < 90.0:
+            raise UsageError(f"--center: Dec {dec:g} is not strictly between -90 and 90")
+        ra %= 360.0  # the sky's own range, also in the frames' CRVAL1
         setup = builtin_setup(width or SDSS_WIDTH, height or SDSS_HEIGHT, ra, dec)
     inputs += [InputFile.of(p) for p in setup.inputs]
 
