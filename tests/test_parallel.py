@@ -288,6 +288,25 @@ def test_two_concurrent_runs_never_process_a_field_twice(sim_data, single_catalo
 # --- building blocks ------------------------------------------------------------------------
 
 
+def test_output_lock_survives_another_run_removing_the_empty_directory(tmp_path, monkeypatch):
+    from celestecli.parallel.jobs import _output_lock
+
+    target = tmp_path / "out" / "celeste-009999-1-0001.fits"
+    real_acquire = FileLock.acquire
+    removals = []
+
+    def acquire_after_a_removal(lock):
+        if not removals:  # another run removes the directory it made and left empty
+            removals.append(target.parent)
+            target.parent.rmdir()
+        return real_acquire(lock)
+
+    monkeypatch.setattr(FileLock, "acquire", acquire_after_a_removal)
+    with _output_lock(target) as lock:
+        assert lock.held and removals == [target.parent]
+    assert list(target.parent.iterdir()) == []
+
+
 def test_field_lock_is_exclusive_and_removed_on_release(tmp_path):
     target = tmp_path / "celeste-000001-1-0001.fits"
     first, second = FileLock(target), FileLock(target)

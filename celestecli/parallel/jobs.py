@@ -136,8 +136,14 @@ def _output_lock(target: Path):
     either name the catalog."""
     lock = FileLock(target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
+        for attempt in range(3):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                lock.acquire()
+                break
+            except FileNotFoundError:  # a run that left the directory empty removed it
+                if attempt == 2:
+                    raise
     except FileExistsError as exc:  # mkdir found a file where a directory should be
         raise OutputError(target, f"{exc.filename} is not a directory") from exc
     except OSError as exc:
