@@ -207,8 +207,21 @@ def test_a_field_without_sources_gives_an_empty_catalog(tmp_path):
 
 
 def test_catalog_sources_without_pixels_are_left_out(tmp_path):
-    # the photoObj lists a source 40 pixels off the frame's edge: no data constrain it
-    write_sources(tmp_path, FID, [source(48, 48, True, 4.0), source(-40, 30, True, 4.0)])
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    write_sources(tmp_path, FID, [source(48, 48, True, 4.0)])
+    # the photoObj also lists a copy of that source 40 pixels off the frame's edge, where no
+    # data constrain it (celeste simulate lists only sources on the frame)
+    field_dir = tmp_path / "9000" / "1" / "1"
+    with fits.open(field_dir / "frame-r-009000-1-0001.fits.bz2") as frame:
+        ra, dec = WCS(frame[0].header).all_pix2world(-40.0, 30.0, 0)
+    photoobj = field_dir / "photoObj-009000-1-0001.fits"
+    with fits.open(photoobj) as hdul:
+        rows = np.concatenate([hdul[1].data, hdul[1].data]).view(fits.FITS_rec)
+        rows["OBJID"][1], rows["RA"][1], rows["DEC"][1] = 1, ra, dec
+        fits.HDUList([hdul[0], fits.BinTableHDU(rows, header=hdul[1].header)]).writeto(
+            photoobj, overwrite=True)
     out = tmp_path / "out"
     result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
                      "--init", "photo")
