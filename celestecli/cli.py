@@ -1,8 +1,9 @@
 """The ``celeste`` command line: a click group whose subcommands live in celestecli.commands.
 
 This module only parses options, sets up logging and maps celeste's exceptions to exit codes
-(ARCHITECTURE.md 1): 0 success, 1 runtime error, 2 usage error, 3 partial failure; 141 when
-the reader of stdout goes away, as for a process killed by SIGPIPE.
+(ARCHITECTURE.md 1): 0 success, 1 runtime error, 2 usage error, 3 partial failure; 130 after
+Ctrl-C and 141 when the reader of stdout goes away, as for a process killed by SIGINT or
+SIGPIPE.
 """
 
 import os
@@ -15,6 +16,7 @@ import click
 from celestecli import __version__
 from celestecli.errors import CelesteError, PartialFailure, UsageError
 from celestecli.logsetup import configure_logging
+from celestecli.parallel.interrupts import EXIT_SIGINT
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
@@ -42,6 +44,9 @@ class CelesteGroup(click.Group):
         except CelesteError as exc:
             click.echo(f"celeste: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C in a command that has no cleaner way to stop
+            click.echo("celeste: interrupted", err=True)
+            ctx.exit(EXIT_SIGINT)
         except BrokenPipeError:
             # The reader of stdout has gone (``celeste ... -o - | head``): stop quietly, with
             # the status of a process killed by SIGPIPE, as cat or grep would.  Point stdout

@@ -13,6 +13,7 @@ import fnmatch
 import gzip
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -90,6 +91,12 @@ class Request:
     user_agent: str | None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that went away
+            super().handle_error(request, client_address)
+
+
 class SASServer:
     """A SAS look-alike on ``127.0.0.1:port`` for the duration of a ``with`` block."""
 
@@ -99,7 +106,7 @@ class SASServer:
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._cache: dict[Path, bytes] = {}
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._httpd = _QuietServer(("127.0.0.1", 0), _handler_class(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         daemon=True)

@@ -9,6 +9,7 @@ import errno
 import gzip
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -234,6 +235,23 @@ def test_part_files_of_an_interrupted_run_are_resumed_or_discarded(sas, tmp_path
     assert "corrupt" in result.stderr
 
 
+def test_ctrl_c_exits_130_and_keeps_the_part_files(sas, tmp_path):
+    sas.add_fault("*", "slow", times=float("inf"), stall=2.0)
+    cmd = [sys.executable, "-m", "celestecli", "--data-dir", str(tmp_path), "fetch",
+           "--base-url", sas.base_url, FIELD, "--bands", "r"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env=celeste_env())
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.rglob("*.part")):  # bytes are arriving
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "celeste: interrupted" in stderr and "Traceback" not in stderr
+    assert list(tmp_path.rglob("*.part"))  # for the next run to resume
+
+
 def test_present_files_are_verified_not_trusted(sas, tmp_path):
     field_dir = tmp_path / FIELD
     field_dir.mkdir(parents=True)
@@ -253,6 +271,69 @@ def test_present_files_are_verified_not_trusted(sas, tmp_path):
     n_before = len(sas.gets())
     again = fetch(tmp_path, sas, FIELD, "--bands", "r")
     assert again.returncode == 0 and len(sas.gets()) == n_before
+
+
+def test_a_file_damaged_since_it_was_fetched_is_fetched_again(sas, tmp_path):
+    assert fetch(tmp_path, sas, FIELD, "--bands", "r").returncode == 0
+    psfield = tmp_path / FIELD / PSFIELD
+    good = psfield.read_bytes()
+    damaged = bytearray(good)
+    damaged[-1000] ^= 0xFF  # a flipped byte in a table: the FITS structure stays valid
+    psfield.write_bytes(bytes(damaged))
+    n_before = len(sas.gets())
+    again = fetch(tmp_path, sas, FIELD, "--bands", "r")
+    assert again.returncode == 0, again.stderr
+    assert "changed since it was fetched" in again.stderr
+    assert [g.name for g in sas.gets()[n_before:]] == [PSFIELD]
+    assert psfield.read_bytes() == good
+
+
+def test_a_corrupt_copy_is_deleted_when_another_form_is_fetched(sas, tmp_path):
+    field_dir = tmp_path / FIELD
+    field_dir.mkdir(parents=True)
+    plain = field_dir / "fpM-002583-r2-0136.fit"
+    plain.write_bytes((SDSS / FIELD / plain.name).read_bytes()[:-2880])  # truncated
+    result = fetch(tmp_path, sas, FIELD, "--bands", "r")
+    assert result.returncode == 0, result.stderr
+    assert not plain.exists()  # readers would have found it before the fetched .gz
+    assert (field_dir / (plain.name + ".gz")).is_file()
+
+
+def test_files_from_another_release_are_kept_with_one_warning(sas, tmp_path):
+    assert fetch(tmp_path, sas, FIELD, "--bands", "r").returncode == 0
+    n_before = len(sas.gets())
+    dr12 = fetch(tmp_path, sas, FIELD, "--bands", "r", "--release", "12")
+    assert dr12.returncode == 0, dr12.stderr
+    assert len(sas.gets()) == n_before and "5 skipped" in dr12.stderr
+    assert dr12.stderr.count("was fetched from") == 1 and "its own --data-dir" in dr12.stderr
+
+
+def test_verified_files_need_no_lock_and_a_manifest_that_cannot_be_written_only_warns(
+        sas, tmp_path, monkeypatch, caplog):
+    def transfers(data_dir):
+        rels = ["2583/2/136/" + PSFIELD, "2583/2/136/" + FRAME_R]
+        return [Transfer(sas.base_url + "/dr17/eboss/" + expected_files()[rel], data_dir / rel,
+                         "field 2583/2/136") for rel in rels]
+
+    mirror = tmp_path / "mirror"
+    assert [Downloader(Manifest(mirror)).fetch(t).status for t in transfers(mirror)] == [
+        "downloaded", "downloaded"]
+
+    def no_lock_files_here(_lock):  # a read-only data directory
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(locks.FileLock, "acquire", no_lock_files_here)
+        assert [Downloader(Manifest(mirror)).fetch(t).status for t in transfers(mirror)] == [
+            "skipped", "skipped"]
+
+    shared = tmp_path / "shared"
+    (shared / ".celeste-manifest.tsv").mkdir(parents=True)  # cannot be appended to
+    with caplog.at_level(logging.WARNING, logger="celestecli.sdss.download"):
+        outcomes = [Downloader(Manifest(shared)).fetch(t) for t in transfers(shared)]
+    assert [o.status for o in outcomes] == ["downloaded", "downloaded"]
+    warnings = [r.getMessage() for r in caplog.records if "cannot record" in r.getMessage()]
+    assert len(warnings) == 2  # once per Downloader, i.e. per run
 
 
 def test_two_concurrent_fetches_download_each_file_once(sas, tmp_path):

@@ -178,6 +178,8 @@ class Downloader:
         self._opener = urllib.request.build_opener()  # honours *_proxy and follows redirects
         self._stop = threading.Event()
         self._warned_no_locking = threading.Event()
+        self._warned_no_manifest = threading.Event()
+        self._warned_other_source = threading.Event()
 
     def stop(self) -> None:
         """Make running and pending transfers give up soon (their ``.part`` files stay)."""
@@ -216,6 +218,8 @@ class Downloader:
     def _fetch(self, t: Transfer) -> Outcome:
         lock = None
         try:
+            if self._verified_before(t):  # no lock needed: a read-only mirror works
+                return Outcome(t, "skipped")
             lock = self._lock(t)
             if self._present(t):
                 log.debug("%s: present, skipped", t.dest)
@@ -232,24 +236,58 @@ class Downloader:
             if lock is not None:
                 lock.release()
 
+    def _verified_before(self, t: Transfer) -> bool:
+        """Whether a copy of ``t`` is unchanged since this data dir's manifest recorded it."""
+        for path in (t.dest, *t.equivalents):
+            entry = self.manifest.entry(path)
+            if entry is not None and path.is_file() and self.manifest.matches(path):
+                if entry.url != t.url:
+                    self._warn_other_source(path, entry.url, t.url)
+                return True
+        return False
+
     def _present(self, t: Transfer) -> bool:
+        """Whether a valid copy of ``t`` is in place (recorded in the manifest if it was not
+        yet).  A damaged copy is deleted, so that the download replaces it and no reader
+        finds it first."""
+        if self._verified_before(t):  # e.g. another thread fetched it while we waited
+            return True
         for path in (t.dest, *t.equivalents):
             if not path.is_file():
                 continue
-            if self.manifest.matches(path):
-                return True
+            entry = self.manifest.entry(path)
+            if entry is not None:  # SDSS files never change: this one was damaged here
+                log.warning("%s: its size or SHA-256 changed since it was fetched (%s); "
+                            "deleting it and fetching it again", path, entry.fetched_at)
+                path.unlink()
+                continue
             try:
                 digest = verify_file(path)
             except InputFileError as exc:
-                if path == t.dest:
-                    log.warning("%s; deleting it and fetching it again", exc)
-                    path.unlink()
-                else:
-                    log.warning("%s; fetching %s instead", exc, t.dest.name)
+                log.warning("%s; deleting it and fetching %s", exc, t.dest.name)
+                path.unlink()
                 continue
-            self.manifest.record(t.url, path, digest)
+            self._record(t.url, path, digest)
             return True
         return False
+
+    def _record(self, url: str, path: Path, digest: str) -> None:
+        """Note a verified file in the manifest; a manifest that cannot be written costs
+        only speed (later runs verify the file in full), so it is a warning, not a failure."""
+        try:
+            self.manifest.record(url, path, digest)
+        except OSError as exc:
+            if not self._warned_no_manifest.is_set():
+                self._warned_no_manifest.set()
+                log.warning("cannot record verified files in %s (%s): later runs will verify "
+                            "them in full", self.manifest.path, exc.strerror or exc)
+
+    def _warn_other_source(self, path: Path, fetched_from: str, wanted: str) -> None:
+        if not self._warned_other_source.is_set():
+            self._warned_other_source.set()
+            log.warning("%s was fetched from %s, not %s; kept (and so are other such files): "
+                        "the data directory holds one copy of each file name, so give each "
+                        "data release its own --data-dir", path, fetched_from, wanted)
 
     def _download(self, t: Transfer) -> Outcome:
         tries = self.policy.tries
@@ -266,7 +304,7 @@ class Downloader:
                 problem, retry_after = f"downloaded file is corrupt: {exc.problem}", None
             else:
                 os.replace(t.part, t.dest)
-                self.manifest.record(t.url, t.dest, digest)
+                self._record(t.url, t.dest, digest)
                 log.debug("%s: downloaded to %s", t.url, t.dest)
                 return Outcome(t, "downloaded", t.dest.stat().st_size)
             if attempt == tries:

@@ -50,9 +50,13 @@ class Manifest:
     def relpath(self, path: Path) -> str:
         return Path(path).relative_to(self.data_dir).as_posix()
 
+    def entry(self, path: Path) -> ManifestEntry | None:
+        """The latest entry for ``path``, if it was ever verified here."""
+        return self._entries.get(self.relpath(path))
+
     def matches(self, path: Path) -> bool:
         """Whether ``path`` has the size and SHA-256 of its latest manifest entry."""
-        entry = self._entries.get(self.relpath(path))
+        entry = self.entry(path)
         if entry is None:
             return False
         try:
@@ -69,8 +73,9 @@ class Manifest:
         with self._lock:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             try:
+                # 0o666 as for lock files: the umask decides who else may append (a group)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL,
-                             0o644)
+                             0o666)
                 os.write(fd, HEADER.encode())
                 os.close(fd)
             except FileExistsError:
