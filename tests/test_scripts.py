@@ -243,3 +243,13 @@ def test_readme_cron_example(sim_data, celeste_bin, tmp_path):
     assert [json.loads(line)["status"] for line in lines[2:]] == ["skipped", "skipped"]
     assert {p.name: p.read_bytes() for p in catalogs.glob("celeste-*")} == before
     assert leftovers(catalogs) == []
+
+    # a field whose files cannot be fetched fails alone; the others are still inferred
+    field_list(tmp_path / "fields.txt", [*GOOD[:3], "9999/1/44"])
+    third = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,
+                           timeout=240, stdin=subprocess.DEVNULL)
+    assert third.returncode == 3, (tmp_path / "celeste-cron.log").read_text()
+    statuses = {r["field"]: r["status"] for r in map(json.loads, (
+        catalogs / "status.jsonl").read_text().splitlines()[4:])}
+    assert statuses == {**{str(f): "skipped" for f in GOOD[:2]}, str(GOOD[2]): "done",
+                        "9999/1/44": "failed"}
