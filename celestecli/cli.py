@@ -36,8 +36,12 @@ class CelesteGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except UsageError as exc:
-            raise click.UsageError(str(exc), ctx) from exc
+        except UsageError as exc:  # shown with the usage of the subcommand that raised it
+            name = ctx.invoked_subcommand
+            command = self.get_command(ctx, name) if name else None
+            usage_ctx = ctx if command is None else click.Context(command, info_name=name,
+                                                                  parent=ctx)
+            raise click.UsageError(str(exc), usage_ctx) from exc
         except PartialFailure as exc:
             click.echo(f"celeste: partial failure: {exc}", err=True)
             ctx.exit(exc.exit_code)

@@ -170,9 +170,10 @@ def _threads_per_rank(comm, MPI, requested: int | None) -> int:  # noqa: N803 - 
     threads = effective_threads(requested, sharing)
     if threads > share:
         if node.Get_rank() == 0:
-            log.warning("%d ranks share %d cores on %s: %d threads per rank, not %d (bind "
+            log.warning("%d ranks share %d cores on %s: %d thread%s per rank, not %d (bind "
                         "the ranks to their own cores, e.g. srun -c, to give each more)",
-                        sharing, available_cores(), MPI.Get_processor_name(), share, threads)
+                        sharing, available_cores(), MPI.Get_processor_name(), share,
+                        "" if share == 1 else "s", threads)
         threads = share
     node.Free()
     return threads

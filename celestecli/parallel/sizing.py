@@ -28,7 +28,8 @@ def plan_workers(jobs: int, threads: int | None, n_fields: int,
     if workers * per_worker > cores:
         clamped = max(1, cores // workers)
         log.warning("%d workers x %d threads exceeds the %d available cores; using %d "
-                    "threads per worker", workers, per_worker, cores, clamped)
+                    "thread%s per worker", workers, per_worker, cores, clamped,
+                    "" if clamped == 1 else "s")
         per_worker = clamped
     if workers > 1 and per_worker > 1 and (os.environ.get("OMP_PLACES")
                                            or os.environ.get("OMP_PROC_BIND")):

@@ -58,7 +58,8 @@ def _require(data_dir: Path, fid: FieldID, kind: str, band: str | None = None) -
     path = find_local(data_dir, fid, kind, band)
     if path is None:
         expected = local_dir(data_dir, fid, kind) / base_name(fid, kind, band)
-        raise InputFileError(expected, "missing (also looked for .bz2 and .gz copies)")
+        raise InputFileError(expected, "missing (also looked for .bz2 and .gz copies; "
+                                       f"celeste fetch {fid} downloads a field's files)")
     return path
 
 
