@@ -296,7 +296,7 @@ def test_region_outside_the_frame_is_a_usage_error(tmp_path, field):
     assert not out.exists()
     bad = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--region", "10-20")
     assert bad.returncode == 2 and "malformed region" in bad.stderr
-    assert "Usage: celeste infer" in bad.stderr  # the subcommand's usage, not the group's
+    assert "celestecli infer [OPTIONS]" in bad.stderr  # the subcommand's usage, not the group's
 
 
 def test_output_options_that_cannot_work_are_refused_before_any_work(tmp_path, field):
