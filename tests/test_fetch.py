@@ -10,6 +10,7 @@ import gzip
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -214,6 +215,21 @@ def test_all_files_failing_exits_1(sas, tmp_path):
     result = fetch(tmp_path, sas, "9999/1/1", "--bands", "r")
     assert result.returncode == 1, result.stderr
     assert "5 of 5 failed" in result.stderr and "HTTP 404" in result.stderr
+    assert local_files(tmp_path) == set()
+
+
+def test_a_server_that_cannot_be_reached_is_not_retried_for_every_file(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/sas"
+    result = celeste("--data-dir", str(tmp_path), "fetch", "--base-url", closed,
+                     "2583/2/136", "3900/6/269", "--jobs", "2")
+    assert result.returncode == 1 and "26 of 26 failed" in result.stderr
+    retried = result.stderr.count("Connection refused; try ")
+    not_tried = result.stderr.count("not tried: the server could not be reached")
+    assert result.stderr.count("the server could not be reached") >= 25
+    # the two files in flight use up their tries; the other 24 are not tried at all
+    assert retried <= 2 * 4 and not_tried >= 24, result.stderr
     assert local_files(tmp_path) == set()
 
 

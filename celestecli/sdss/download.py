@@ -144,10 +144,12 @@ class ByteProgress:
 class _Retryable(Exception):
     """A failed attempt worth repeating; ``retry_after`` is the server's wish in seconds."""
 
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, retry_after: float | None = None,
+                 unreachable: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.unreachable = unreachable  # no connection at all (refused, no route, no DNS)
 
 
 class _Interrupted(Exception):
@@ -178,6 +180,12 @@ class Downloader:
         self._opener = urllib.request.build_opener()  # honours *_proxy and follows redirects
         self._stop = threading.Event()
         self._warned_no_locking = threading.Event()
+        # Once one file has used up its tries without ever reaching the server, and no file
+        # has reached it, the others give up at once: an offline node or a wrong host name
+        # would otherwise retry every file of every field.
+        self._reached_server = threading.Event()
+        self._unreachable = threading.Event()
+        self._unreachable_reason = ""
         self._warned_no_manifest = threading.Event()
         self._warned_other_source = threading.Event()
 
@@ -291,23 +299,33 @@ class Downloader:
 
     def _download(self, t: Transfer) -> Outcome:
         tries = self.policy.tries
+        never_connected = True
         for attempt in range(1, tries + 1):
             if self._stop.is_set():
                 raise _Interrupted
+            if self._unreachable.is_set() and not self._reached_server.is_set():
+                raise DownloadError(t.url, f"{'not tried' if attempt == 1 else 'gave up'}: "
+                                           "the server could not be reached ("
+                                           f"{self._unreachable_reason})")
             try:
                 self._transfer(t.url, t.part)
                 digest = verify_file(t.part, t.dest.name)
             except _Retryable as exc:
                 problem, retry_after = exc.reason, exc.retry_after
+                never_connected &= exc.unreachable
             except InputFileError as exc:
                 t.part.unlink(missing_ok=True)  # bad bytes: resuming would keep them
                 problem, retry_after = f"downloaded file is corrupt: {exc.problem}", None
+                never_connected = False
             else:
                 os.replace(t.part, t.dest)
                 self._record(t.url, t.dest, digest)
                 log.debug("%s: downloaded to %s", t.url, t.dest)
                 return Outcome(t, "downloaded", t.dest.stat().st_size)
             if attempt == tries:
+                if never_connected and not self._reached_server.is_set():
+                    self._unreachable_reason = problem
+                    self._unreachable.set()
                 break
             wait = self.policy.wait(attempt, retry_after)
             log.warning("%s: %s; try %d of %d in %.3g s", t.url, problem, attempt + 1, tries, wait)
@@ -324,7 +342,9 @@ class Downloader:
             request.add_header("Range", f"bytes={offset}-")
         try:
             response = self._opener.open(request, timeout=self.timeout)
+            self._reached_server.set()
         except urllib.error.HTTPError as exc:
+            self._reached_server.set()
             exc.close()
             if exc.code == 416 and offset:
                 part.unlink()
@@ -336,7 +356,8 @@ class Downloader:
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ssl.SSLCertVerificationError):
                 raise DownloadError(url, f"TLS certificate rejected: {exc.reason}") from None
-            raise _Retryable(f"cannot connect: {_describe(exc.reason)}") from None
+            raise _Retryable(f"cannot connect: {_describe(exc.reason)}",
+                             unreachable=True) from None
         except (OSError, http.client.HTTPException) as exc:
             raise _Retryable(f"connection error: {_describe(exc)}") from None
         with response:
