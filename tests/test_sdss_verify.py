@@ -70,3 +70,12 @@ def test_fits_structure_is_checked_after_decompression(real, tmp_path):
     frame_fits = bz2.decompress(real[FRAME])
     assert "truncated FITS" in problem(write(tmp_path, FRAME, bz2.compress(frame_fits[:-2880])))
     assert "empty" in problem(write(tmp_path, PSFIELD, b""))
+
+
+def test_a_file_cut_at_an_hdu_boundary_lacks_hdus_its_kind_has(real, tmp_path):
+    from astropy.io import fits
+
+    with fits.open(write(tmp_path, PSFIELD, real[PSFIELD])) as hdul:
+        end_of_hdu_2 = hdul.fileinfo(3)["hdrLoc"]  # a well-formed FITS file of 3 HDUs
+    assert "has 3 HDUs; a psField file has at least 7" in problem(
+        write(tmp_path, "cut-" + PSFIELD, real[PSFIELD][:end_of_hdu_2]), PSFIELD)

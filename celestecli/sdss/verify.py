@@ -26,6 +26,10 @@ FITS_BLOCK = 2880
 _FITS_LOCK = threading.Lock()
 
 
+# The HDUs the readers need of each kind of file (real files: frame 4, psField 10, fpM 12).
+MIN_HDUS = {"frame": 3, "psField": 7, "fpM": 12, "photoObj": 2, "photoField": 2}
+
+
 def decompress(data: bytes, name: str) -> bytes:
     """Decode ``data`` according to the suffix of ``name`` (``.bz2``, ``.gz`` or none).
 
@@ -99,8 +103,13 @@ def verify_file(path: Path, name: str | None = None) -> str:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputFileError(path, f"cannot read: {exc.strerror}") from exc
+    name = name or path.name
     try:
-        check_fits(decompress(raw, name or path.name))
+        n_hdus = check_fits(decompress(raw, name))
     except ValueError as exc:
         raise InputFileError(path, str(exc)) from exc
+    kind = name.split("-", 1)[0]
+    if n_hdus < MIN_HDUS.get(kind, 1):  # e.g. a download cut at an HDU boundary
+        raise InputFileError(path, f"has {n_hdus} HDUs; a {kind} file has at least "
+                                   f"{MIN_HDUS[kind]}")
     return hashlib.sha256(raw).hexdigest()
