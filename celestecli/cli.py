@@ -6,6 +6,7 @@ Ctrl-C and 141 when the reader of stdout goes away, as for a process killed by S
 SIGPIPE.
 """
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from celestecli import __version__
+from celestecli.commands import COMMANDS
 from celestecli.errors import CelesteError, PartialFailure, UsageError
 from celestecli.logsetup import configure_logging
 from celestecli.parallel.interrupts import EXIT_SIGINT
@@ -31,7 +33,17 @@ class AppContext:
 
 
 class CelesteGroup(click.Group):
-    """A click group that turns celeste's exceptions into messages and exit codes."""
+    """A click group that loads its subcommands when they are used (``commands.COMMANDS``) and
+    turns celeste's exceptions into messages and exit codes."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
 
     def invoke(self, ctx):
         try:
@@ -95,11 +107,3 @@ def main(ctx, verbose, quiet, data_dir):
     ctx.obj = AppContext(verbose=verbose, quiet=quiet, data_dir=data_dir)
 
 
-def _register_commands() -> None:
-    from celestecli.commands import ALL_COMMANDS
-
-    for command in ALL_COMMANDS:
-        main.add_command(command)
-
-
-_register_commands()

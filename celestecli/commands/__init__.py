@@ -1,11 +1,15 @@
-"""One module per ``celeste`` subcommand; each exposes a click command."""
+"""One module per ``celeste`` subcommand; each exposes a click command.
 
-from celestecli.commands.fetch import fetch_command
-from celestecli.commands.fields_cmd import fields_command
-from celestecli.commands.infer import infer_command
-from celestecli.commands.merge import merge_command
-from celestecli.commands.simulate import simulate_command
-from celestecli.commands.validate import validate_command
+``COMMANDS`` maps each subcommand's name to ``module:attribute``: the command line imports a
+subcommand's module only when that subcommand runs (or help lists it), so that, say,
+``celeste fetch`` does not wait for the numerical stack to load.
+"""
 
-ALL_COMMANDS = [fetch_command, infer_command, merge_command, validate_command, simulate_command,
-                fields_command]
+COMMANDS = {
+    "fetch": "celestecli.commands.fetch:fetch_command",
+    "infer": "celestecli.commands.infer:infer_command",
+    "merge": "celestecli.commands.merge:merge_command",
+    "validate": "celestecli.commands.validate:validate_command",
+    "simulate": "celestecli.commands.simulate:simulate_command",
+    "fields": "celestecli.commands.fields_cmd:fields_command",
+}

@@ -16,8 +16,7 @@ from celestecli.catalog.io import FORMATS, STREAM_FORMATS, format_from_path
 from celestecli.commands.options import field_arguments, resolve_fields
 from celestecli.errors import CelesteError, UsageError
 from celestecli.fields import FieldID
-from celestecli.infer.field import InferSettings, Region
-from celestecli.infer.init_catalog import INIT_MODES
+from celestecli.infer.settings import INIT_MODES, InferSettings, Region
 from celestecli.parallel.interrupts import EXIT_SIGINT, EXIT_SIGTERM, Terminated, sigterm_raises
 from celestecli.parallel.jobs import STDOUT, JobConfig
 from celestecli.parallel.outdir import removed_if_left_empty

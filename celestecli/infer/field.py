@@ -8,7 +8,7 @@ conflict-free schedule, ``passes`` sweeps of per-source trust-region Newton, cat
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,12 @@ from threadpoolctl import threadpool_limits
 
 from celestecli._kernels.optimize import optimize_sources
 from celestecli.catalog.schema import empty_catalog
-from celestecli.errors import UsageError
 from celestecli.fields import FieldID
 from celestecli.infer.detect import check_region, in_region
 from celestecli.infer.init import initial_catalog
 from celestecli.infer.problem import build_problem
 from celestecli.infer.schedule import make_schedule
-from celestecli.infer.settings import ELBO_TRUST_REGION
+from celestecli.infer.settings import InferSettings, Region
 from celestecli.infer.to_catalog import catalog_table
 from celestecli.sdss import BANDS
 from celestecli.sdss.image import Image, is_sky_bad, load_field
@@ -35,49 +34,6 @@ R_BAND = BANDS.index("r")
 I_BAND = BANDS.index("i")
 # Sources this far (pixels) outside a region still enter its problem as fixed neighbours.
 REGION_MARGIN = 50
-
-
-@dataclass(frozen=True)
-class Region:
-    """An inclusive pixel box of the r frame (0-based columns x0..x1, rows y0..y1)."""
-
-    x0: int
-    x1: int
-    y0: int
-    y1: int
-
-    @classmethod
-    def parse(cls, text: str) -> "Region":
-        """``X0:X1,Y0:Y1`` with X1/Y1 exclusive, as Python slices (e.g. 310:410,630:730)."""
-        try:
-            xs, ys = text.split(",")
-            x0, x1 = (int(v) for v in xs.split(":"))
-            y0, y1 = (int(v) for v in ys.split(":"))
-        except ValueError as exc:
-            raise UsageError(f"malformed region {text!r}: expected X0:X1,Y0:Y1, "
-                             "e.g. 310:410,630:730") from exc
-        if x1 <= x0 or y1 <= y0 or x0 < 0 or y0 < 0:
-            raise UsageError(f"empty or negative region {text!r}")
-        return cls(x0, x1 - 1, y0, y1 - 1)
-
-    def box(self, margin: int = 0) -> tuple[int, int, int, int]:
-        """(x0, x1, y0, y1), widened by ``margin`` pixels on every side."""
-        return (self.x0 - margin, self.x1 + margin, self.y0 - margin, self.y1 + margin)
-
-    def __str__(self) -> str:
-        return f"{self.x0}:{self.x1 + 1},{self.y0}:{self.y1 + 1}"
-
-
-@dataclass
-class InferSettings:
-    """What ``celeste infer`` does for each field."""
-
-    passes: int = 3
-    seed: int = 42
-    threads: int | None = None
-    init: str = "auto"
-    region: Region | None = None
-    trust_region: dict = field(default_factory=lambda: dict(ELBO_TRUST_REGION))
 
 
 @dataclass

@@ -8,9 +8,8 @@
 
 from celestecli.errors import InputFileError, UsageError
 from celestecli.infer.detect import check_region, detect_sources, in_region, reference_image
+from celestecli.infer.settings import INIT_MODES
 from celestecli.sdss.photoobj import CatalogEntries
-
-INIT_MODES = ("auto", "photo", "detect")
 
 
 def choose_init(photoobj_entries: CatalogEntries | None, images, mode: str = "auto", *,

@@ -18,7 +18,7 @@ from celestecli.catalog.io import write_catalog
 from celestecli.catalog.provenance import InputFile, Provenance
 from celestecli.errors import EXIT_RUNTIME, CelesteError
 from celestecli.fields import FieldID
-from celestecli.infer.field import InferSettings, field_inputs, infer_field
+from celestecli.infer.settings import InferSettings
 from celestecli.locks import FileLock
 from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
 
@@ -118,6 +118,8 @@ def remove_stale_parts(target: Path) -> None:
 
 
 def _infer_and_write(config: JobConfig, fid: FieldID, target, progress, started) -> Outcome:
+    from celestecli.infer.field import field_inputs, infer_field  # numerical stack: when needed
+
     inputs = [InputFile.of(p) for p in field_inputs(config.data_dir, fid)]
     fprint = fingerprint(inputs, config.settings)
     if target != STDOUT and not config.force and stored_fingerprint(target) == fprint:
