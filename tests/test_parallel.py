@@ -243,6 +243,29 @@ def test_the_field_that_kills_its_worker_fails_alone(tmp_path):
     assert "worker process died" in next(o.error for o in outcomes if o.status == FAILED)
 
 
+def crashes_on_field_2_while_field_1_is_reported(config, fid) -> Outcome:
+    """Field 1 ends at once; field 2's worker dies while the parent is still reporting it."""
+    if fid.field == 2:
+        time.sleep(0.2)
+        os._exit(9)
+    time.sleep(0.05 if fid.field == 1 else 0.5)
+    return Outcome(str(fid), DONE)
+
+
+def test_a_worker_dying_between_two_submissions_costs_no_field(tmp_path):
+    fields = [FieldID(9999, 1, i) for i in range(1, 6)]
+    config = JobConfig(data_dir=tmp_path, out_dir=tmp_path, settings=InferSettings())
+    outcomes = []
+
+    def slow_report(outcome):  # the worker dies meanwhile; the next submission meets it
+        time.sleep(0.5)
+        outcomes.append(outcome)
+
+    run_pool(config, fields, 2, slow_report, job=crashes_on_field_2_while_field_1_is_reported)
+    assert {o.field: o.status for o in outcomes} == {
+        str(f): FAILED if f.field == 2 else DONE for f in fields}
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_terminated_run_leaves_no_partial_output(sim_data, tmp_path, sig, code):
     out = tmp_path / "catalogs"

@@ -135,8 +135,12 @@ def _run_until_a_worker_dies(config: JobConfig, fields: deque, workers: int, rep
         in_flight = {}
         while fields or in_flight:
             while fields and len(in_flight) < workers:
-                fid = fields.popleft()
-                in_flight[executor.submit(job, config, fid)] = fid
+                try:
+                    future = executor.submit(job, config, fields[0])
+                except BrokenProcessPool:  # a worker died since the last wait
+                    executor.shutdown(wait=True)
+                    return list(in_flight.values())
+                in_flight[future] = fields.popleft()
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
