@@ -22,6 +22,7 @@ import pytest
 from sas_server import SASServer
 
 from celestecli import locks
+from celestecli.sdss import manifest as manifest_module
 from celestecli.sdss.download import (
     Downloader,
     RetryPolicy,
@@ -350,6 +351,21 @@ def test_verified_files_need_no_lock_and_a_manifest_that_cannot_be_written_only_
     assert [o.status for o in outcomes] == ["downloaded", "downloaded"]
     warnings = [r.getMessage() for r in caplog.records if "cannot record" in r.getMessage()]
     assert len(warnings) == 2  # once per Downloader, i.e. per run
+
+
+def test_a_file_that_cannot_be_read_is_reported_not_deleted(sas, tmp_path, monkeypatch):
+    rel = "2583/2/136/" + PSFIELD
+    transfer = Transfer(sas.base_url + "/dr17/eboss/" + expected_files()[rel], tmp_path / rel,
+                        "field 2583/2/136")
+    assert Downloader(Manifest(tmp_path)).fetch(transfer).status == "downloaded"
+
+    def io_error(_path):  # e.g. a failing disk, or a file another user may not read
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(manifest_module, "sha256_file", io_error)
+    outcome = Downloader(Manifest(tmp_path)).fetch(transfer)
+    assert outcome.status == "failed" and "Input/output error" in outcome.error.problem
+    assert (tmp_path / rel).read_bytes() == (SDSS / rel).read_bytes()
 
 
 def test_two_concurrent_fetches_download_each_file_once(sas, tmp_path):

@@ -55,13 +55,17 @@ class Manifest:
         return self._entries.get(self.relpath(path))
 
     def matches(self, path: Path) -> bool:
-        """Whether ``path`` has the size and SHA-256 of its latest manifest entry."""
+        """Whether ``path`` has the size and SHA-256 of its latest manifest entry.
+
+        Raises OSError when the file exists but cannot be read: that says nothing about its
+        bytes, and must not get a good file deleted as damaged.
+        """
         entry = self.entry(path)
         if entry is None:
             return False
         try:
             return path.stat().st_size == entry.nbytes and sha256_file(path) == entry.sha256
-        except OSError:
+        except FileNotFoundError:
             return False
 
     def record(self, url: str, path: Path, sha256: str) -> None:
