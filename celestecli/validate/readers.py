@@ -82,9 +82,12 @@ def _f64(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
+COADD_SIGNATURE = {"probpsf", "psfmag_r"}  # the columns that make a table a coadd truth
+
+
 def detect_kind(path) -> str:
-    """``hubble`` (npz), ``coadd`` or ``photo`` (a photoObj table, FITS or CasJobs CSV, by its
-    columns), else ``catalog``."""
+    """``hubble`` (npz), ``coadd`` (a coadd photoObj table, FITS or CasJobs CSV, by its
+    columns), ``photo`` (an SDSS photoObj file), else ``catalog``."""
     p = Path(path)
     if not p.exists():
         raise InputFileError(path, "no such file")
@@ -92,14 +95,13 @@ def detect_kind(path) -> str:
         return "hubble"
     fmt = sniff_format(p)
     if fmt == "csv":
-        names = _csv_column_names(p)
-    elif fmt == "fits":
-        names = _fits_column_names(p)
-        if names is None:  # an empty photoObj has an image HDU where the table would be
-            return "photo" if "photoObj" in p.name else "catalog"
-    else:
+        return "coadd" if COADD_SIGNATURE <= _csv_column_names(p) else "catalog"
+    if fmt != "fits":
         return "catalog"
-    if {"probpsf", "psfmag_r"} <= names:
+    names = _fits_column_names(p)
+    if names is None:  # an empty photoObj has an image HDU where the table would be
+        return "photo" if "photoObj" in p.name else "catalog"
+    if COADD_SIGNATURE <= names:
         return "coadd"
     if {"objc_type", "psfflux"} <= names:
         return "photo"
@@ -140,7 +142,9 @@ def read_coadd(path, name: str | None = None) -> Scorable:
     t = _columns_table(path)
     validate_columns(t, COADD_COLUMNS, path)
     n_read = len(t)
-    is_star = _f64(t["probpsf"]) != 0
+    probpsf = _f64(t["probpsf"])
+    known = ~np.isnan(probpsf)  # a blank type leaves the type, fluxes and shape unknown
+    is_star = probpsf != 0
     use_dev = _f64(t["fracdev_r"]) > 0.5
 
     def dev_or_exp(dev, exp):
@@ -150,16 +154,16 @@ def read_coadd(path, name: str | None = None) -> Scorable:
     for b in "ugriz":
         mag = np.where(is_star, _f64(t[f"psfmag_{b}"]),
                        dev_or_exp(f"devmag_{b}", f"expmag_{b}"))
-        flux[b] = asinh_mag_to_nmgy(mag, b)
+        flux[b] = np.where(known, asinh_mag_to_nmgy(mag, b), np.nan)
     out = Table()
     out["objid"] = np.asarray(t["objid"], dtype=np.int64)
     out["ra"] = _f64(t["ra"])
     out["dec"] = _f64(t["dec"])
-    out["is_star"] = is_star.astype(np.float64)
+    out["is_star"] = np.where(known, is_star, np.nan)
     out["flux_r_nmgy"] = np.where(flux["r"] > 0, flux["r"], np.nan)
     for c in COLORS:
         out[f"color_{c}"] = log_ratio_color(flux[c[0]], flux[c[1]])
-    galaxy = ~is_star
+    galaxy = known & ~is_star
     out["gal_frac_dev"] = np.where(galaxy, _f64(t["fracdev_r"]), np.nan)
     out["gal_axis_ratio"] = np.where(galaxy, dev_or_exp("devab_r", "expab_r"), np.nan)
     out["gal_radius_px"] = np.where(
@@ -170,7 +174,8 @@ def read_coadd(path, name: str | None = None) -> Scorable:
     cuts = {}
     keep = np.ones(n_read, dtype=bool)
     if "is_saturated" in t.colnames:
-        saturated = np.asarray(t["is_saturated"]) != 0
+        flag = _f64(t["is_saturated"])
+        saturated = (flag != 0) & ~np.isnan(flag)  # a blank flag is not a reason to drop
         cuts["saturated"] = int(saturated.sum())
         keep &= ~saturated
     bad = np.isin(out["objid"], BAD_COADD_OBJIDS) & keep
