@@ -228,7 +228,6 @@ def test_a_server_that_cannot_be_reached_is_not_retried_for_every_file(tmp_path)
     assert result.returncode == 1 and "26 of 26 failed" in result.stderr
     retried = result.stderr.count("Connection refused; try ")
     not_tried = result.stderr.count("not tried: the server could not be reached")
-    assert result.stderr.count("the server could not be reached") >= 25
     # the two files in flight use up their tries; the other 24 are not tried at all
     assert retried <= 2 * 4 and not_tried >= 24, result.stderr
     assert local_files(tmp_path) == set()
