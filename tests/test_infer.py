@@ -169,6 +169,19 @@ def test_cli_writes_a_catalog_with_provenance_and_streams_csv(tmp_path):
     assert header.startswith("objid,") and len(rows) == 6
 
 
+def test_a_region_infers_only_the_sources_inside_it(tmp_path):
+    truth = write_sources(tmp_path, FID, crowd(8), seed=4)
+    x, _ = np.asarray([(s["x"], s["y"]) for s in crowd(8)]).T
+    inside = x < 47.5  # the region below: columns 0-47, every row
+    out = tmp_path / "region.fits"
+    done = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--region", "0:48,0:96",
+                   "--passes", "1", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert (f"{inside.sum()} of them inside the region 0:48,0:96; the {(~inside).sum()} around "
+            "it stay fixed") in done.stderr
+    assert sorted(read_catalog(out)["objid"]) == sorted(truth.objid[inside])
+
+
 def test_streaming_to_a_reader_that_stops_early_ends_quietly(tmp_path):
     rng = np.random.default_rng(7)
     sources = [source(*rng.uniform(10, 290, 2), True, 3.0) for _ in range(90)]

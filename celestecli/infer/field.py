@@ -88,6 +88,9 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
             box = settings.region.box(REGION_MARGIN)
         entries = initial_catalog(data_dir, fid, images, settings.init, box)
         targets = np.flatnonzero(_targets(images, entries, settings.region))
+        if settings.region is not None:
+            log.info("%s: %d of them inside the region %s; the %d around it stay fixed, as "
+                     "neighbours", fid, targets.size, settings.region, len(entries) - targets.size)
         if targets.size:
             problem = build_problem(images, entries)
             no_data = problem.pixel_cost[targets] == 0
