@@ -268,6 +268,18 @@ def test_ctrl_c_exits_130_and_keeps_the_part_files(sas, tmp_path):
     assert list(tmp_path.rglob("*.part"))  # for the next run to resume
 
 
+def test_a_part_file_that_is_already_whole_is_not_fetched_again(sas, tmp_path):
+    field_dir = tmp_path / FIELD
+    field_dir.mkdir(parents=True)
+    psfield = (SDSS / FIELD / PSFIELD).read_bytes()
+    (field_dir / (PSFIELD + ".part")).write_bytes(psfield)  # killed before its rename
+    result = fetch(tmp_path, sas, FIELD, "--bands", "r")
+    assert result.returncode == 0, result.stderr
+    assert [(g.range, g.status) for g in sas.gets(PSFIELD)] == [(f"bytes={len(psfield)}-", 416)]
+    assert (field_dir / PSFIELD).read_bytes() == psfield
+    assert local_files(tmp_path) == set(expected_files("r"))
+
+
 def test_present_files_are_verified_not_trusted(sas, tmp_path):
     field_dir = tmp_path / FIELD
     field_dir.mkdir(parents=True)

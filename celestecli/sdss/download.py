@@ -347,8 +347,9 @@ class Downloader:
             self._reached_server.set()
             exc.close()
             if exc.code == 416 and offset:
-                part.unlink()
-                raise _Retryable(f"server cannot resume at byte {offset}") from None
+                # nothing after byte OFFSET: the .part may already be whole (a run killed
+                # before its rename, a wrong Content-Length); verifying it decides
+                return
             if exc.code in RETRY_STATUSES:
                 raise _Retryable(f"HTTP {exc.code} {exc.reason}",
                                  retry_after_seconds(exc.headers.get("Retry-After"))) from None
