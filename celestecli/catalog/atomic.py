@@ -22,6 +22,17 @@ class OutputError(CelesteError, OSError):
         super().__init__(f"cannot write {self.path}: {problem}")
 
 
+def make_parent_dirs(path) -> None:
+    """Create the missing directories above the output ``path``; a failure is an OutputError
+    naming ``path``."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # mkdir found a file where a directory should be
+        raise OutputError(path, f"{exc.filename} is not a directory") from exc
+    except OSError as exc:
+        raise OutputError(path, exc.strerror or str(exc)) from exc
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

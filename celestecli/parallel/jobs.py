@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from celestecli.catalog.atomic import OutputError
+from celestecli.catalog.atomic import OutputError, make_parent_dirs
 from celestecli.catalog.io import write_catalog
 from celestecli.catalog.provenance import InputFile, Provenance
 from celestecli.errors import EXIT_RUNTIME, CelesteError
@@ -137,19 +137,15 @@ def _output_lock(target: Path):
     """The catalog's lock (test ``held``), its directory created first; failures to create
     either name the catalog."""
     lock = FileLock(target)
-    try:
-        for attempt in range(3):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                lock.acquire()
-                break
-            except FileNotFoundError:  # a run that left the directory empty removed it
-                if attempt == 2:
-                    raise
-    except FileExistsError as exc:  # mkdir found a file where a directory should be
-        raise OutputError(target, f"{exc.filename} is not a directory") from exc
-    except OSError as exc:
-        raise OutputError(target, exc.strerror or str(exc)) from exc
+    for attempt in range(3):
+        make_parent_dirs(target)
+        try:
+            lock.acquire()
+            break
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and attempt < 2:
+                continue  # a run that left the directory empty removed it: make it again
+            raise OutputError(target, exc.strerror or str(exc)) from exc
     try:
         yield lock
     finally:

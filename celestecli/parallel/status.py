@@ -12,9 +12,8 @@ import os
 import socket
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
-from celestecli.catalog.atomic import OutputError
+from celestecli.catalog.atomic import OutputError, make_parent_dirs
 
 
 class StatusWriter:
@@ -30,12 +29,7 @@ class StatusWriter:
         self._host = socket.gethostname()
         self._pid = os.getpid()
         if self.target not in (None, "-"):
-            try:
-                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-            except FileExistsError as exc:  # mkdir found a file where a directory should be
-                raise OutputError(self.target, f"{exc.filename} is not a directory") from exc
-            except OSError as exc:
-                raise OutputError(self.target, exc.strerror or str(exc)) from exc
+            make_parent_dirs(self.target)
             os.close(self._open())
 
     def _open(self) -> int:
