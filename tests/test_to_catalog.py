@@ -53,3 +53,23 @@ def test_catalog_rows_take_the_more_probable_type():
     assert t["flags"][1] == 1 | 2  # bad sky and iteration limit
     assert t["log_flux_r_stderr"][0] == pytest.approx(0.01)
     assert t["prob_galaxy"][1] == pytest.approx(0.8)
+
+
+def test_catalog_columns_have_the_schema_dtype_and_unit_also_in_a_written_file(tmp_path):
+    # the optimizer hands over int64 iteration counts; the schema says int32
+    from celestecli.catalog.io import read_catalog, write_catalog
+    from celestecli.catalog.schema import SCHEMA
+
+    wcs = sdss_like_wcs([[0.0, 1.1e-4], [1.1e-4, 0.0]])
+    p = np.array([layout.generic_init(10.0, 0.5), layout.generic_init(10.001, 0.5)])
+    t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12], dtype=np.int64), wcs,
+                      np.array([0, 1], dtype=np.int64), np.array([5, 50], dtype=np.int64),
+                      np.array([-1.0, -2.0]), np.array([False, True]), np.array([False, False]))
+    assert list(t["n_iter"]) == [5, 50]
+    for spec in SCHEMA:
+        assert t[spec.name].dtype == np.dtype(spec.dtype), spec.name
+        assert t[spec.name].unit == spec.unit, spec.name
+    write_catalog(t, tmp_path / "c.fits")
+    back = read_catalog(tmp_path / "c.fits")
+    for spec in SCHEMA:
+        assert back[spec.name].dtype.newbyteorder("=") == np.dtype(spec.dtype), spec.name

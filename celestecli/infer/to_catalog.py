@@ -7,7 +7,7 @@ radius; position angle east of north), and the optimizer's status.
 """
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Column, Table
 
 from celestecli.catalog.schema import (
     COLORS,
@@ -15,6 +15,7 @@ from celestecli.catalog.schema import (
     FLAG_EDGE,
     FLAG_ITER_LIMIT,
     FLAG_NONFINITE,
+    SCHEMA,
     empty_catalog,
 )
 from celestecli.model import params as layout
@@ -89,4 +90,9 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
     flags |= np.where(status == OPT_FAILED, FLAG_NONFINITE, 0).astype(np.int32)
     flags |= np.where(at_edge, FLAG_EDGE, 0).astype(np.int32)
     t["flags"] = flags
+    # Assigning an array replaces a column with the array's dtype, unit and description
+    # (n_iter arrives as int64): give every column its schema form back.
+    for spec in SCHEMA:
+        t[spec.name] = Column(np.asarray(t[spec.name]).astype(spec.dtype, casting="same_kind"),
+                              unit=spec.unit, description=spec.description)
     return t
