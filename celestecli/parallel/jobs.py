@@ -18,6 +18,7 @@ from celestecli.catalog.io import write_catalog
 from celestecli.catalog.provenance import InputFile, Provenance
 from celestecli.errors import EXIT_RUNTIME, CelesteError
 from celestecli.fields import FieldID
+from celestecli.infer.inputs import input_files, release_of
 from celestecli.infer.settings import InferSettings
 from celestecli.locks import FileLock
 from celestecli.parallel.fingerprint import KEYWORD, fingerprint, stored_fingerprint
@@ -104,9 +105,10 @@ def catalog_provenance(result, config: JobConfig, inputs: list[InputFile],
              "IMAGEW": int(width), "IMAGEH": int(height)}
     if settings.region is not None:
         extra["REGION"] = str(settings.region)
-    return Provenance(command_line=config.command_line, fields=[str(result.fid)], rerun=301,
-                      n_threads=result.threads, n_procs=config.n_procs, openmp=openmp_enabled(),
-                      seed=settings.seed, inputs=inputs, extra=extra)
+    return Provenance(command_line=config.command_line, fields=[str(result.fid)],
+                      release=release_of(inputs), rerun=301, n_threads=result.threads,
+                      n_procs=config.n_procs, openmp=openmp_enabled(), seed=settings.seed,
+                      inputs=inputs, extra=extra)
 
 
 def remove_stale_parts(target: Path) -> None:
@@ -120,7 +122,7 @@ def remove_stale_parts(target: Path) -> None:
 def _infer_and_write(config: JobConfig, fid: FieldID, target, progress, started) -> Outcome:
     from celestecli.infer.field import field_inputs, infer_field  # numerical stack: when needed
 
-    inputs = [InputFile.of(p) for p in field_inputs(config.data_dir, fid)]
+    inputs = input_files(config.data_dir, field_inputs(config.data_dir, fid))
     fprint = fingerprint(inputs, config.settings)
     if target != STDOUT and not config.force and stored_fingerprint(target) == fprint:
         return Outcome(str(fid), SKIPPED, output=str(target),
