@@ -119,6 +119,12 @@ def _image_shape(prov: Provenance | None) -> tuple[int | None, int | None]:
     return prov.extra.get("IMAGEW"), prov.extra.get("IMAGEH")
 
 
+def _common(values):
+    """The value every input records, or None when one lacks it or two differ."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
+
+
 def _dedupe_paths(paths) -> list[Path]:
     unique: dict[Path, Path] = {}
     for p in map(Path, paths):
@@ -207,5 +213,6 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
         extra["IMAGEW"], extra["IMAGEH"] = next(iter(shapes))
     fields = ["/".join(map(str, fid)) for fid in sorted(owner)]
     prov = Provenance(command_line=command_line, fields=fields, inputs=inputs, history=history,
-                      extra=extra)
+                      extra=extra, release=_common(p.release if p else None for p in provs),
+                      rerun=_common(p.rerun if p else None for p in provs))
     return MergeResult(out, len(merged), int(drop.sum()), prov)

@@ -62,13 +62,16 @@ def field_catalog(field: int, row0: int, seed: int) -> Table:
     return t
 
 
-def write_fields(folder: Path, fmt: str = "fits") -> tuple[Path, Path]:
+def write_fields(folder: Path, fmt: str = "fits",
+                 releases=(17, 17)) -> tuple[Path, Path]:
     frame = folder / "frame-r-000094-1-0010.fits"
     frame.write_bytes(b"a frame")
     paths = []
-    for field, row0, seed in ((10, 0, 1), (11, H - OVERLAP, 2)):
+    for (field, row0, seed), release in zip(((10, 0, 1), (11, H - OVERLAP, 2)), releases,
+                                            strict=True):
         prov = Provenance(command_line=f"celeste infer 94/1/{field}", fields=[f"94/1/{field}"],
-                          inputs=[InputFile.of(frame)], extra={"IMAGEW": W, "IMAGEH": H})
+                          release=release, rerun=301, inputs=[InputFile.of(frame)],
+                          extra={"IMAGEW": W, "IMAGEH": H})
         path = folder / f"celeste-000094-1-{field:04d}.{fmt}"
         write_catalog(field_catalog(field, row0, seed), path, provenance=prov)
         paths.append(path)
@@ -174,9 +177,21 @@ def test_provenance_records_every_input(tmp_path):
     assert "celeste infer 94/1/10" in notes[str(a.resolve())]
     assert notes[str(b.resolve())].startswith(f"{len(read_catalog(b))} rows; celeste ")
     assert prov.extra["NDUPS"] > 0 and (prov.extra["IMAGEW"], prov.extra["IMAGEH"]) == (W, H)
+    assert (prov.release, prov.rerun) == (17, 301)  # what both inputs say
+    assert fits.getheader(out, 0)["SDSSDR"] == 17
     again = merge_catalogs([out])  # a merged catalog merges again, keeping its ancestry
     assert len(again.table) == len(read_catalog(out))
     assert any(" > " in f.via for f in again.provenance.inputs)
+
+
+def test_merged_catalog_names_no_release_where_its_inputs_differ_or_one_does_not_say(tmp_path):
+    for sub in ("mixed", "unknown"):
+        (tmp_path / sub).mkdir()
+    a, b = write_fields(tmp_path / "mixed", releases=(16, 17))
+    assert merge_catalogs([a, b]).provenance.release is None
+    a, b = write_fields(tmp_path / "unknown", releases=(None, 17))
+    merged = merge_catalogs([a, b]).provenance
+    assert merged.release is None and merged.rerun == 301
 
 
 def test_a_bad_input_among_several_leaves_no_output(tmp_path):
