@@ -166,6 +166,19 @@ def test_csv_round_trip_keeps_values(tmp_path):
     assert back.meta["provenance"] is None
 
 
+def test_every_format_reads_back_with_the_schema_dtypes(tmp_path):
+    # CSV stores no dtypes: its integers read as int64 unless read_catalog restores them
+    t = sample_catalog()
+    for name in ("cat.fits", "cat.ecsv", "cat.csv"):
+        write_catalog(t, tmp_path / name)
+        back = read_catalog(tmp_path / name)
+        for spec in SCHEMA:
+            assert back[spec.name].dtype.newbyteorder("=") == np.dtype(spec.dtype), (name, spec)
+    wide = tmp_path / "wide.csv"  # a value that does not fit the schema dtype stays as read
+    wide.write_text("objid,run,ra,dec\n1,70000,1.0,2.0\n")
+    assert read_catalog(wide)["run"][0] == 70000
+
+
 @pytest.mark.parametrize("is_star", [("1", "", "0"), ("true", "", "False")])
 def test_blank_cells_read_as_nan_never_as_zero_or_false(tmp_path, is_star):
     path = tmp_path / "cat.csv"

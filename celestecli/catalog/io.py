@@ -306,6 +306,22 @@ def normalise_columns(table: Table, path) -> Table:
     return table
 
 
+def _schema_integer_dtypes(table: Table) -> Table:
+    """Integer schema columns read as another integer type (CSV knows only int64) get their
+    schema dtype back, in place, when every value fits it exactly."""
+    for name in table.colnames:
+        spec = SCHEMA_BY_NAME.get(name)
+        col = table[name]
+        if (spec is None or isinstance(col, MaskedColumn) or col.dtype.kind not in "iu"
+                or np.dtype(spec.dtype).kind not in "iu" or col.dtype == np.dtype(spec.dtype)):
+            continue
+        values = np.asarray(col)
+        cast = values.astype(spec.dtype)
+        if np.array_equal(cast, values):
+            table[name] = cast
+    return table
+
+
 def read_catalog(path, fmt: str | None = None) -> Table:
     """Read one of our catalogs (FITS, ECSV or CSV; format from extension or content).
 
@@ -314,7 +330,7 @@ def read_catalog(path, fmt: str | None = None) -> Table:
     ``meta['path']`` the path read.
     """
     raw = read_table(path, fmt)
-    table = normalise_columns(raw.table, path)
+    table = _schema_integer_dtypes(normalise_columns(raw.table, path))
     provenance = None
     if raw.fmt == "fits":
         provenance = Provenance.from_fits(raw.header, raw.inputs)
