@@ -63,3 +63,18 @@ def test_files_not_fetched_or_changed_since_have_no_url_and_give_no_release(tmp_
     assert all(f.url == "" for f in described[1:])  # bytes differ from what was recorded
     assert release_of(described) == 17
     assert release_of(described[1:]) is None
+
+
+def test_an_unreadable_manifest_costs_the_urls_not_the_field(tmp_path, monkeypatch, caplog):
+    # as root a chmod cannot make the manifest unreadable: stand in for the permission error
+    import celestecli.infer.inputs as inputs_module
+
+    def unreadable(data_dir):
+        raise PermissionError(13, "Permission denied", str(data_dir / ".celeste-manifest.tsv"))
+
+    frame = tmp_path / "frame-r-009000-1-0001.fits"
+    frame.write_bytes(b"frame bytes")
+    monkeypatch.setattr(inputs_module, "Manifest", unreadable)
+    described = input_files(tmp_path, [frame])
+    assert [(Path(f.path).name, f.url) for f in described] == [(frame.name, "")]
+    assert "cannot read the fetch manifest" in caplog.text
