@@ -50,7 +50,31 @@ def test_wcs_jacobian_matches_the_tan_projection():
     for k in range(2):
         du = np.array([3e-5, -2e-5])  # about a third of a pixel
         exact = np.array(w.all_world2pix(*(u0[k] + du), 0)) - p0[k]
-        np.testing.assert_allclose(jac[k] @ du, exact, atol=1e-3)
+        # the map's own curvature over a third of a pixel is ~2e-7 px
+        np.testing.assert_allclose(jac[k] @ du, exact, rtol=0, atol=1e-6)
+
+
+def test_patch_radius_matches_choose_patch_radius_of_model_md_5_5():
+    """R is where a 1-D Gaussian of the object's width falls to the target density:
+    1.64 widths for faint sources, the sky / (20 flux) level for bright ones (MODEL.md 5.5)."""
+    from scipy.stats import norm
+
+    # PSF rows (weight, mean x, mean y, cov xx, cov xy, cov yy): second moments about the
+    # origin diag(0.6 * 1 + 0.4 * (1 + 3), 0.6 * 2 + 0.4 * 2) = diag(2.2, 2.0) over A = 1;
+    # scaled by 1.5 (A = 1.5) the width scales by A: 1.2 * sqrt(2.2) * 1.5
+    psf = np.array([[0.6, 0.0, 0.0, 1.0, 0.0, 2.0], [0.4, 1.0, 0.0, 3.0, 0.0, 2.0]])
+    psf_width = 1.2 * np.sqrt(2.2)
+    rows = np.array([psf, psf, psf, psf * [1.5, 1, 1, 1, 1, 1]])
+    is_star = np.array([True, True, False, True])
+    radius_px = np.array([0.0, 0.0, 2.0, 0.0])
+    sky = 0.2
+    flux = np.array([1e-3, 500.0, 1e-3, 1e-3])
+    r = patch_radius(rows, is_star, radius_px, flux, sky)
+    width = np.array([psf_width, psf_width, psf_width + 1.2 * 2.0 / 0.67, psf_width * 1.5])
+    np.testing.assert_allclose(r[[0, 2, 3]], 1.64 * width[[0, 2, 3]], rtol=1e-12)
+    # the bright star: the density at R is the sky / (20 flux) target, below 1.64 widths' density
+    assert sky / (20 * flux[1]) < norm.pdf(1.64) / psf_width
+    assert norm.pdf(r[1], scale=psf_width) == pytest.approx(sky / (20 * flux[1]), rel=1e-10)
 
 
 def test_patch_radius_grows_with_flux_and_size_and_is_capped():
