@@ -14,7 +14,12 @@ from click.testing import CliRunner
 from celestecli.catalog import empty_catalog, write_catalog
 from celestecli.errors import InputFileError, UsageError
 from celestecli.validate.hubble import read_hubble_truth, score_detection
-from celestecli.validate.matching import nearest_on_sky, one_to_one, separation_px
+from celestecli.validate.matching import (
+    match_to_truth,
+    nearest_on_sky,
+    one_to_one,
+    separation_px,
+)
 from celestecli.validate.metrics import good_rows, row_errors, score, star_galaxy_auc
 from celestecli.validate.readers import Scorable, detect_kind, read_scorable
 from celestecli.validate.scoring import NoMatchError, validate
@@ -349,6 +354,22 @@ def test_one_to_one_uses_each_source_once():
     assert list(zip(t.tolist(), p.tolist(), strict=True)) == [(0, 0), (1, 1)]
     t, p = one_to_one(truth[:2], pred[:1], radius=1.0)
     assert len(t) == 1
+
+
+def test_nearest_on_sky_reports_the_true_separation_and_the_tolerance_is_strict():
+    # truth at Dec 60: RA offsets shrink by cos(Dec) = 1/2 on the sky
+    truth_ra, truth_dec = np.array([30.0, 30.01, 30.02, 200.0]), np.full(4, 60.0)
+    offsets_arcsec = np.array([0.3, 0.39, 0.41, 1.5])
+    cat_ra = truth_ra + 2 * offsets_arcsec / 3600  # east, exactly `offsets` away to first order
+    cat_dec = np.concatenate([truth_dec[:3], [60.0 + 1.5 / 3600]])
+    cat_ra[3] = truth_ra[3]  # due north
+    idx, sep = nearest_on_sky(truth_ra, truth_dec, cat_ra[::-1], cat_dec[::-1])
+    assert list(idx) == [3, 2, 1, 0]
+    np.testing.assert_allclose(sep, offsets_arcsec, rtol=1e-6)
+    match = match_to_truth(truth_ra, truth_dec, [(cat_ra, cat_dec)])
+    assert list(match.truth_rows) == [0, 1] and match.n_within == [2]
+    match = match_to_truth(truth_ra, truth_dec, [(cat_ra, cat_dec)], tolerance_arcsec=2.0)
+    assert list(match.truth_rows) == [0, 1, 2, 3]
 
 
 def test_separation_in_pixels_is_accurate_at_tiny_and_large_angles():
