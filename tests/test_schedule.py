@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from celestecli.infer.schedule import make_schedule
+from celestecli.infer.schedule import _idle_score, make_schedule
 
 
 def random_graph(rng, n, p):
@@ -46,3 +46,11 @@ def test_isolated_sources_run_in_parallel_and_empty_targets_are_fine():
     assert max(np.diff(schedule.batch_ptr)) >= 16
     empty = make_schedule(np.zeros(0, np.int64), [], np.zeros(0), seed=1)
     assert empty.n_batches == 0 and empty.comp_src.size == 0
+
+
+def test_idle_score_gives_each_component_to_the_least_loaded_thread():
+    cost = np.array([5.0, 3.0, 2.0, 4.0, 4.0, 1.0])
+    # largest first: 5 -> thread 0, 3 -> thread 1, 2 -> thread 1 (3 < 5): loads 5, 5, idle 0
+    assert _idle_score([[[0], [1], [2]]], cost, threads=2) == 0.0
+    # one component of cost 8 on one of three threads: 16 idle; then 5 | 3 | 1: 2 + 4 idle
+    assert _idle_score([[[3, 4]], [[5], [1], [0]]], cost, threads=3) == 16.0 + 6.0
