@@ -240,6 +240,23 @@ def test_half_light_radius_holds_half_the_light():
         assert abs(inside - 0.5) < 5 * np.sqrt(0.25 / n)
 
 
+def test_render_radius_reaches_the_threshold_density_of_the_brightest_component():
+    from scipy.stats import multivariate_normal
+
+    from celestecli.simulate.render import MIN_RADIUS, Components, render_radius
+
+    # a bright round component off centre, and a faint one whose peak is below the threshold
+    comp = Components(weights=np.array([0.9, 1e-12]), means=np.array([[1.5, 2.0], [50.0, 0.0]]),
+                      covs=np.array([36.0 * np.eye(2), 4.0 * np.eye(2)]))
+    flux, threshold = 1e6, 1e-3
+    radius = render_radius(comp, flux, threshold)
+    reach = radius - 2.5  # from the component's centre, 2.5 px from the source
+    assert reach > MIN_RADIUS
+    density = flux * 0.9 * multivariate_normal.pdf([reach, 0.0], mean=[0.0, 0.0], cov=comp.covs[0])
+    assert density == pytest.approx(threshold, rel=1e-9)
+    assert render_radius(comp, 1.0, threshold) == MIN_RADIUS
+
+
 def test_position_angles_follow_the_wcs():
     setup = builtin_setup(200, 100, ra=150.0, dec=40.0, rotation_deg=20.0)
     wcs = setup.reference.wcs
