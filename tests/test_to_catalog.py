@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from astropy.wcs import WCS
+from scipy.stats import chi2
 
 from celestecli.fields import FieldID
 from celestecli.infer.to_catalog import (
@@ -10,6 +11,7 @@ from celestecli.infer.to_catalog import (
     catalog_table,
 )
 from celestecli.model import params as layout
+from celestecli.model import profiles
 
 
 def sdss_like_wcs(cd):
@@ -29,11 +31,15 @@ def test_brightness_moments_match_monte_carlo():
     p[list(layout.LAMBDA[1])] = [0.02, 0.03, 0.01, 0.04]
     log_r = rng.normal(2.0, np.sqrt(0.05), 400_000)
     colors = rng.normal(p[list(layout.BETA[1])], np.sqrt(p[list(layout.LAMBDA[1])]), (400_000, 4))
-    log_z = log_r + colors[:, 2] + colors[:, 3]  # z = r e^{c_ri + c_iz}
-    mean, var = brightness_moments(p[None, :], 4, 1)
-    flux = np.exp(log_z)
-    assert mean[0] == pytest.approx(flux.mean(), rel=3 * flux.std() / flux.mean() / 600)
-    assert var[0] == pytest.approx(flux.var(), rel=0.05)
+    # colours are ln(g/u), ln(r/g), ln(i/r), ln(z/i): every band from r, including the bands
+    # below r, whose colours enter with a minus sign
+    log_band = [log_r - colors[:, 0] - colors[:, 1], log_r - colors[:, 1], log_r,
+                log_r + colors[:, 2], log_r + colors[:, 2] + colors[:, 3]]
+    for band, log_flux in enumerate(log_band):
+        mean, var = brightness_moments(p[None, :], band, 1)
+        flux = np.exp(log_flux)
+        assert mean[0] == pytest.approx(flux.mean(), rel=3 * flux.std() / flux.mean() / 600), band
+        assert var[0] == pytest.approx(flux.var(), rel=0.05), band
 
 
 def test_catalog_rows_take_the_more_probable_type():
@@ -44,11 +50,31 @@ def test_catalog_rows_take_the_more_probable_type():
     p[:, layout.GAMMA[0]] = np.log(100.0)
     p[:, layout.GAMMA[1]] = np.log(50.0)
     p[:, layout.ZETA[0]] = p[:, layout.ZETA[1]] = 1e-4
+    p[1, layout.THETA], p[1, layout.RHO], p[1, layout.PHI], p[1, layout.SIGMA] = 0.3, 0.5, 0.3, 2.0
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12]), wcs, np.array([0, 1]),
                       np.array([5, 50]), np.array([-1.0, -2.0]), np.array([False, True]),
                       np.array([False, False]))
     np.testing.assert_allclose(t["flux_r_nmgy"], [100.0, 50.0])
     assert t["mag_r"][0] == pytest.approx(22.5 - 5.0, abs=1e-3)
+    # r flux of a log-normal with ln-variance zeta = 1e-4: Var = E^2 (e^zeta - 1), and the
+    # magnitude error is 2.5 / ln 10 times the relative flux error
+    mean_r = np.array([100.0, 50.0]) * np.exp(0.5e-4)
+    var_r = mean_r**2 * np.expm1(1e-4)
+    np.testing.assert_allclose(t["flux_r"], mean_r, rtol=1e-12)
+    np.testing.assert_allclose(t["flux_r_ivar"], 1.0 / var_r, rtol=1e-9)
+    np.testing.assert_allclose(t["mag_r_err"], 2.5 / np.log(10) * np.sqrt(np.expm1(1e-4)),
+                               rtol=1e-9)
+    # galaxy shape: half the light of the mixture of (de Vaucouleurs 0.3, exponential 0.7)
+    # Gaussians of variances nu sigma^2 lies within the major-axis radius; +x is north and +y
+    # east in this WCS, so phi = 0.3 rad from +x towards +y is 17.19 degrees east of north
+    radius = t["gal_radius_px"][1]
+    sq = (radius / 2.0) ** 2
+    enclosed = sum(share * np.sum(profiles.GALAXY_WEIGHTS[kind]
+                                  * chi2.cdf(sq / profiles.GALAXY_VAR_MULT[kind], df=2))
+                   for kind, share in ((profiles.DEV, 0.3), (profiles.EXP, 0.7)))
+    assert enclosed == pytest.approx(0.5, abs=1e-9)
+    assert t["gal_angle_deg"][1] == pytest.approx(np.rad2deg(0.3), abs=1e-4)  # TAN: ~1e-5
+    assert t["gal_frac_dev"][1] == 0.3 and t["gal_axis_ratio"][1] == 0.5
     assert list(t["converged"]) == [True, False]
     assert t["flags"][1] == 1 | 2  # bad sky and iteration limit
     assert t["log_flux_r_stderr"][0] == pytest.approx(0.01)
