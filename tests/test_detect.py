@@ -239,6 +239,23 @@ def test_sparse_image_is_not_crowded():
     assert not detect.extract(make_image(model)).crowded
 
 
+def test_pixel_variance_is_the_variance_of_poisson_electrons_plus_dark_noise():
+    # sky of 400 electrons a pixel, dark variance 6.25 DN^2 at gain 4.7 e/DN (138 e^2), and
+    # two column groups of different electrons per nMgy: the variance of calibrated pixels
+    rng = np.random.default_rng(11)
+    shape, gain, dark = (300, 200), 4.7, 6.25
+    iota = np.where(np.arange(shape[1]) < 100, 150.0, 300.0)
+    sky_e = 400.0
+    electrons = rng.poisson(sky_e, shape) + rng.normal(0.0, np.sqrt(dark) * gain, shape)
+    image = SimpleNamespace(electrons=electrons.astype(np.float32), iota=iota, gain=gain,
+                            dark_variance=dark, sky_nmgy=np.broadcast_to(sky_e / iota, shape))
+    data, _ = detect.calibrated_nmgy(image)
+    var = detect.pixel_variance(image, (0, shape[1] - 1, 0, shape[0] - 1))
+    for cols in (slice(0, 100), slice(100, 200)):
+        n = data[:, cols].size  # the sample variance is good to sqrt(2 / n) = 1.2 %
+        assert var[:, cols].mean() == pytest.approx(data[:, cols].var(), rel=4 * np.sqrt(2 / n))
+
+
 def test_peak_finder_positions_and_fluxes():
     shape = (100, 100)
     image = make_image(gaussian(shape, 40.3, 50.7, 100.0, PSF_SIGMA), seed=5)
