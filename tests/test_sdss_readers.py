@@ -367,6 +367,19 @@ def test_missing_band_file(tmp_path):
         load_field(data_dir, M2, n_threads=1)
 
 
+def test_u_only_field_names_every_missing_file():
+    """3900/6/269 has only its u frame: one error names the first missing frame and lists the
+    other missing ones, before any file is read."""
+    shared("sdss/3900/6/269/frame-u-003900-6-0269.fits.bz2")
+    with pytest.raises(InputFileError, match="missing") as info:
+        load_field(SDSS, FieldID(3900, 6, 269), n_threads=1)
+    assert info.value.path == str(SDSS / "3900/6/269/frame-g-003900-6-0269.fits")
+    message = str(info.value)
+    for band in "riz":
+        assert f"frame-{band}-003900-6-0269.fits" in message
+    assert "frame-u-" not in message and "fpM-" not in message
+
+
 def test_photofield_without_the_field_row():
     path = shared("sdss/2583/2/photoField-002583-2.fits")
     with raises_naming(path, "no row for field 999"):

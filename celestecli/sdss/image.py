@@ -63,6 +63,19 @@ def _require(data_dir: Path, fid: FieldID, kind: str, band: str | None = None) -
     return path
 
 
+def _require_all(data_dir: Path, fid: FieldID, bands: str) -> None:
+    """Raise for the first missing input of the field, listing the others that are missing too
+    (a field with only a u frame should not take four runs to learn it lacks g, r, i and z)."""
+    kinds = [("psField", None)] + [(kind, b) for b in bands for kind in ("frame", "fpM")]
+    missing = [local_dir(data_dir, fid, kind) / base_name(fid, kind, band)
+               for kind, band in kinds if find_local(data_dir, fid, kind, band) is None]
+    if not missing:
+        return
+    others = f"; also missing: {', '.join(p.name for p in missing[1:])}" if missing[1:] else ""
+    raise InputFileError(missing[0], "missing (also looked for .bz2 and .gz copies"
+                                     f"{others}; celeste fetch {fid} downloads a field's files)")
+
+
 def _field_calibration(data_dir: Path, fid: FieldID, psfield_calibration: FieldCalibration
                        ) -> FieldCalibration:
     """photoField's row for the field; psField's copy of the same numbers if there is no file."""
@@ -88,6 +101,7 @@ def load_field(data_dir: str | Path, fid: FieldID, bands: str = BANDS,
         raise UsageError(f"unknown band(s) {''.join(sorted(unknown))}: choose from {BANDS}")
     data_dir = Path(data_dir)
     threads = effective_threads(n_threads)
+    _require_all(data_dir, fid, bands)  # before reading any: a psField takes seconds to parse
     psfield = read_psfield(_require(data_dir, fid, "psField"))
     calibration = _field_calibration(data_dir, fid, psfield.calibration)
     paths = [(b, _require(data_dir, fid, "frame", b), _require(data_dir, fid, "fpM", b))
