@@ -456,6 +456,22 @@ def test_detection_scores_of_a_perturbed_star_list(tmp_path, m2_truth):
         in wrong.stderr
 
 
+def test_star_list_truth_with_a_catalog_outside_its_region(tmp_path, m2_truth):
+    """A catalog of another part of the field (e.g. --region 1848:2048,1289:1489) has no
+    source in the Hubble region: an error naming it, not recall 0 with exit 0."""
+    ra, dec = m2_truth.wcs.wcs_pix2world([1900.0, 1950.0], [1300.0, 1400.0], 0)
+    cat = empty_catalog(2)
+    cat["ra"], cat["dec"], cat["flux_r_nmgy"] = ra, dec, [10.0, 20.0]
+    path = tmp_path / "corner.ecsv"
+    write_catalog(cat, path)
+    result = invoke("validate", path, "--truth", shared("truth/true_hubble_m2.npz"),
+                    "--frame", shared(M2_FRAME))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "no source inside the star list's region x 310..409, y 630..729" in result.stderr
+    assert f"{path}: 2 rows, none inside" in result.stderr
+
+
 # --- plots -------------------------------------------------------------------------------
 
 

@@ -105,6 +105,7 @@ def validate_command(app, catalog, truth_token, compare_tokens, matched, toleran
 def _detection(app, truth_path, sources, frame_path, radius, max_mag, as_json, plots_dir):
     from celestecli.validate.hubble import locate_frame, read_hubble_truth, score_detection
     from celestecli.validate.report import detection_json, detection_text, dumps
+    from celestecli.validate.scoring import NoMatchError
 
     if frame_path is None:
         frame_path = locate_frame(app.data_dir if app else None, truth_path)
@@ -117,6 +118,9 @@ def _detection(app, truth_path, sources, frame_path, radius, max_mag, as_json, p
         cat = read_scorable(path, kind, required=DETECTION_COLUMNS)
         results.append((cat, score_detection(truth, cat.table, radius_px=radius,
                                              max_mag=max_mag)))
+    outside = [(c, d) for c, d in results if d.pred_x.size == 0]
+    if outside:  # a catalog of another region or field would score recall 0 with exit 0
+        raise NoMatchError(_outside_message(truth, outside))
     if as_json:
         click.echo(dumps({"detection": [detection_json(d, c.name, c.path)
                                         for c, d in results]}))
@@ -128,3 +132,14 @@ def _detection(app, truth_path, sources, frame_path, radius, max_mag, as_json, p
         for cat, d in results:
             for path in detection_plots(d, cat.name, plots_dir):
                 log.info("wrote %s", path)
+
+
+def _outside_message(truth, outside) -> str:
+    """Error text for catalogs with no source in the star list's region."""
+    (x0, x1), (y0, y1) = truth.x_range, truth.y_range
+    lines = [f"no source inside the star list's region x {x0:g}..{x1:g}, y {y0:g}..{y1:g} of "
+             f"{truth.frame_path}, nothing to score (infer the whole field or "
+             f"--region {x0:g}:{x1 + 1:g},{y0:g}:{y1 + 1:g})"]
+    for cat, det in outside:
+        lines.append(f"  {cat.path}: {det.n_catalog} rows, none inside")
+    return "\n".join(lines)
