@@ -124,9 +124,13 @@ def _infer_and_write(config: JobConfig, fid: FieldID, target, progress, started)
 
     inputs = input_files(config.data_dir, field_inputs(config.data_dir, fid))
     fprint = fingerprint(inputs, config.settings)
-    if target != STDOUT and not config.force and stored_fingerprint(target) == fprint:
+    stored = stored_fingerprint(target) if target != STDOUT else None
+    if stored == fprint and not config.force:
         return Outcome(str(fid), SKIPPED, output=str(target),
                        seconds=time.perf_counter() - started)
+    if stored is not None and stored != fprint:  # e.g. a whole-field catalog, now a --region
+        log.info("%s: %s was made from other inputs, settings or celeste version; replacing it",
+                 fid, target)
     result = infer_field(config.data_dir, fid, config.settings, progress=progress)
     write_catalog(result.table, target, fmt=config.fmt,
                   provenance=catalog_provenance(result, config, inputs, fprint))
