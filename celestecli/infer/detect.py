@@ -15,6 +15,9 @@ Departures from Celeste.jl, on purpose:
   520 stars brighter than r = 21; with the peaks, half of those stars are found within 1 px.
 * Angle: the model's pixel-frame angle is SEP's theta itself (MODEL.md 7.6 note); Celeste adds
   the position angle of +x, which turns it into a sky angle.
+* Bands without a detection: Celeste gives them flux 0; here they take the flux of the nearest
+  band that has one (``fill_undetected_bands``), since a zero r flux pins the log r flux on its
+  lower bound for good.
 * Type: Celeste starts every detection as a galaxy.  Here a detection is a star when it is about
   as concentrated as the PSF (``concentration`` at least ``STAR_CONCENTRATION``), and every
   crowded-field peak is a star.  Point sources then start with the small patches they need;
@@ -264,6 +267,31 @@ def _largest(owner: np.ndarray, key: np.ndarray, npix: np.ndarray) -> np.ndarray
     return order[first]
 
 
+def fill_undetected_bands(flux: np.ndarray) -> np.ndarray:
+    """Each band without a detection (flux <= 0) takes the flux of the nearest band in
+    wavelength that has one (the redder on a tie): a flat spectrum there, not zero.
+
+    A zero r flux starts log r-flux at log(0.1), below its box (-1), so it is clamped onto the
+    bound, where the bounded transform's gradient vanishes: such a source kept r = e^-1 nMgy
+    whatever its image (24 of 126 sources of 2583/2/136 in 100:250,100:250), its colours
+    holding the real fluxes of the other bands.
+    """
+    flux = flux.copy()
+    detected = flux > 0
+    bands = np.arange(flux.shape[1])
+    for b in bands:
+        missing = ~detected[:, b]
+        if not missing.any():
+            continue
+        # distance to each band that has a detection; ties go to the redder band
+        dist = np.where(detected[missing], np.abs(bands - b) - 0.1 * (bands > b), np.inf)
+        nearest = np.argmin(dist, axis=1)
+        has = np.isfinite(dist[np.arange(nearest.size), nearest])
+        rows = np.flatnonzero(missing)[has]
+        flux[rows, b] = flux[rows, nearest[has]]
+    return flux
+
+
 def entries_from_detections(detections: list[ImageDetections]) -> CatalogEntries:
     """Merged catalog entries (fluxes, shape and type) from per-image detections."""
     if not detections:
@@ -278,6 +306,7 @@ def entries_from_detections(detections: list[ImageDetections]) -> CatalogEntries
     flux = np.zeros((n, N_BANDS))
     best = _largest(own, band, cat["npix"])
     flux[own[best], band[best]] = cat["flux"][best]
+    flux = fill_undetected_bands(flux)
     shape = _largest(own, np.zeros_like(own), cat["npix"])  # one row per object, in order
     a, b = cat["a"][shape], cat["b"][shape]
     return CatalogEntries(
