@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -337,3 +338,17 @@ def test_a_source_that_fails_before_iterating_reports_no_iterations(tmp_path):
                      evals, elbo)
     assert status[0] == 0 and iters[0] > 0
     assert status[1] == 2 and iters[1] == 0 and evals[1] == 0
+
+
+def test_a_start_below_the_flux_box_still_finds_the_flux(tmp_path):
+    # a 20 nMgy star whose catalog says 0.05 nMgy: MODEL.md 5.4's floor (0.1) would start its
+    # log r flux below its box, pinned to the bound (r = e^-1 nMgy) for good
+    write_sources(tmp_path, FID, [source(47.3, 48.6, True, np.log(20.0))], seed=3)
+    images = load_field(tmp_path, FID)
+    entries = read_photoobj(tmp_path / "9000" / "1" / "1" / "photoObj-009000-1-0001.fits")
+    faint = entries.star_flux.copy()
+    faint[:, R_BAND] = 0.05
+    problem = build_problem(images, replace(entries, star_flux=faint, gal_flux=faint))
+    status, _, _ = optimize(problem, [0])
+    assert status[0] == 0
+    assert np.exp(problem.params[0, 6]) == pytest.approx(20.0, rel=0.1)  # star's r flux

@@ -21,6 +21,14 @@ from celestecli.sdss.photoobj import CatalogEntries
 MAX_PATCH_RADIUS = 25.0
 WIDTH_SCALE = 1.2
 R_BAND = 2
+# The initial log r flux starts at least 0.5% of its box's width above the box's lower bound,
+# as theta and rho start at 0.015 in [0.01, 0.99].  MODEL.md 5.4 floors the flux at 0.1 nMgy,
+# but ln 0.1 lies below the box, [-1, 10]: such a start is clamped onto the bound, where the
+# bounded transform's gradient vanishes, and the r flux never moves whatever the image says (a
+# photoObj or detected source with r flux below e^-1 nMgy).
+_LOG_FLUX_LO = layout.BOX_LOWER[layout.GAMMA[0] - 2]
+_LOG_FLUX_HI = layout.BOX_UPPER[layout.GAMMA[0] - 2]
+MIN_START_FLUX_R = np.exp(_LOG_FLUX_LO + 0.005 * (_LOG_FLUX_HI - _LOG_FLUX_LO))  # 0.389 nMgy
 
 
 @dataclass
@@ -71,7 +79,7 @@ def catalog_init(entries: CatalogEntries) -> np.ndarray:
     p[:, layout.PHI] = entries.angle_rad
     p[:, layout.SIGMA] = np.where(star, 0.2, np.maximum(entries.radius_px, 0.2))
     for i, flux in enumerate((entries.star_flux, entries.gal_flux)):
-        p[:, layout.GAMMA[i]] = np.log(np.maximum(0.1, flux[:, R_BAND]))
+        p[:, layout.GAMMA[i]] = np.log(np.maximum(MIN_START_FLUX_R, flux[:, R_BAND]))
         p[:, layout.ZETA[i]] = 1e-3
         for j in range(layout.N_COLORS):
             lo, hi = flux[:, j], flux[:, j + 1]
