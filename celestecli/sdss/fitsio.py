@@ -17,6 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 from celestecli.errors import InputFileError
+from celestecli.sdss.warnings_lock import FITS_WARNINGS_LOCK
 
 _BZ2_MAGIC = b"BZh"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -47,7 +48,7 @@ class FitsFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         raw = _decompressed_bytes(self.path)
-        with warnings.catch_warnings():
+        with FITS_WARNINGS_LOCK, warnings.catch_warnings():
             # astropy only warns when the data are shorter than the headers say, or when a
             # header is cut short (it then drops that HDU and the rest: a "table-less" file).
             warnings.filterwarnings("error", message=".*truncated.*")

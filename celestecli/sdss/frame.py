@@ -18,6 +18,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from celestecli._kernels.calibrate import frame_to_electrons
 from celestecli.sdss.fitsio import FitsFile, native
+from celestecli.sdss.warnings_lock import FITS_WARNINGS_LOCK
 
 # The code requires sky > 1e-12 where it is used: log E[background] must exist.
 MIN_SKY = 1e-12
@@ -51,7 +52,7 @@ def _used_grid_block(coords: np.ndarray, n: int) -> slice:
 def _read_wcs(f: FitsFile) -> WCS:
     header = f.header(0)
     try:
-        with warnings.catch_warnings():
+        with FITS_WARNINGS_LOCK, warnings.catch_warnings():
             # SDSS headers use the deprecated RADECSYS and DATE-OBS forms astropy fixes itself.
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(header)

@@ -12,18 +12,15 @@ import bz2
 import gzip
 import hashlib
 import io
-import threading
 import warnings
 import zlib
 from pathlib import Path
 
 from celestecli.errors import InputFileError
+from celestecli.sdss.warnings_lock import FITS_WARNINGS_LOCK
 
 FITS_BLOCK = 2880
 
-# warnings.catch_warnings() swaps process-wide state, so FITS parsing in worker threads
-# (celeste fetch verifies in parallel) runs one at a time; decompression stays parallel.
-_FITS_LOCK = threading.Lock()
 
 
 # The HDUs the readers need of each kind of file (real files: frame 4, psField 10, fpM 12).
@@ -63,7 +60,7 @@ def check_fits(data: bytes) -> int:
         raise ValueError(f"FITS size {len(data)} bytes is not a multiple of {FITS_BLOCK}")
     from astropy.io import fits  # imported here: astropy would slow every CLI start by 0.5 s
 
-    with _FITS_LOCK, warnings.catch_warnings():
+    with FITS_WARNINGS_LOCK, warnings.catch_warnings():  # fetch verifies in parallel
         warnings.simplefilter("ignore")  # the checks below decide, not astropy's warnings
         try:
             with fits.open(io.BytesIO(data), lazy_load_hdus=False, memmap=False) as hdul:

@@ -27,6 +27,7 @@ from celestecli.sdss.frame import read_frame
 from celestecli.sdss.layout import base_name, find_local, local_dir
 from celestecli.sdss.photofield import read_photofield
 from celestecli.sdss.psfield import EigenPsf, read_psfield
+from celestecli.sdss.warnings_lock import FITS_WARNINGS_LOCK
 
 SDSS_WIDTH, SDSS_HEIGHT = 2048, 1489
 PIXEL_SCALE_DEG = 0.396 / 3600.0
@@ -65,7 +66,7 @@ def f32(values):
 
 def wcs_from_header(header: fits.Header) -> WCS:
     """The WCS the frame reader builds from this header (pixel origin 0 in calls)."""
-    with warnings.catch_warnings():
+    with FITS_WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         return WCS(header)
 
