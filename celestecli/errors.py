@@ -4,7 +4,6 @@ Library code raises these; ``cli.py`` turns them into messages and exit codes in
 Each class also subclasses the matching builtin so callers can catch either.
 """
 
-EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
@@ -60,6 +59,3 @@ class PartialFailure(BatchFailure):
 class AllFailed(BatchFailure):
     """Every work item of a batch failed (exit 1)."""
 
-
-class KernelError(CelesteError, RuntimeError):
-    """A compiled kernel reported a non-finite or failed evaluation."""
