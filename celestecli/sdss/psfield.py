@@ -35,10 +35,6 @@ class EigenPsf:
     eigen_images: np.ndarray  # float64 (k, rnrow, rncol)
     coeffs: np.ndarray  # float64 (k, nrow_b, ncol_b): coeffs[k, i, j] multiplies y^i x^j
 
-    @property
-    def stamp_shape(self) -> tuple[int, int]:
-        return self.eigen_images.shape[1:]
-
     def weights(self, x: float, y: float) -> np.ndarray:
         """Eigen-image weights a_k at 0-based pixel position (x, y)."""
         nrow_b, ncol_b = self.coeffs.shape[1:]
