@@ -901,17 +901,6 @@ cdef class SourceEvaluator:
         return value, (grad if mode >= 1 else None), (hess if mode >= 2 else None)
 
 
-def kl_divergence(CyProblem problem, params):
-    """(KL, gradient of -KL, Hessian of -KL) of one source's bound parameters (tests)."""
-    cdef double[::1] th = np.ascontiguousarray(params, dtype=np.float64)
-    grad = np.zeros(NP)
-    hess = np.zeros((NP, NP))
-    cdef double[::1] g = grad
-    cdef double[:, ::1] h = hess
-    value = kl_eval(&problem.pd, &th[0], 2, &g[0], &h[0, 0])
-    return value, grad, hess
-
-
 cdef object sky_image(CyProblem problem, int n):
     """A float64 (ny, nx) copy of image n's sky (nanomaggies)."""
     cdef Problem* pd = &problem.pd
