@@ -1,6 +1,5 @@
 """Shared helpers of the benchmarks: simulated fields, timing."""
 
-import os
 import subprocess
 import sys
 import time
@@ -35,7 +34,3 @@ def best_time(fn, repeat: int = 5, number: int = 1) -> float:
             fn()
         best = min(best, (time.perf_counter() - start) / number)
     return best
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))

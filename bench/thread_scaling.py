@@ -10,8 +10,9 @@ optimisation itself runs on all threads.
 import tempfile
 from pathlib import Path
 
-from bench.common import cpu_count, simulated_field
+from bench.common import simulated_field
 from bench.infer_speed import FIELD, N_SOURCES, timed_infer
+from celestecli.threads import available_cores
 
 
 def thread_counts(cores: int) -> list[int]:
@@ -23,7 +24,7 @@ def thread_counts(cores: int) -> list[int]:
 
 
 def main() -> None:
-    cores = cpu_count()
+    cores = available_cores()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         simulated_field(data_dir, N_SOURCES, seed=11, fid=FIELD)

@@ -10,8 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import celeste, cpu_count, simulated_field
+from bench.common import celeste, simulated_field
 from celestecli.fields import FieldID
+from celestecli.threads import available_cores
 
 FIELDS = [FieldID(9999, 2, i) for i in range(1, 5)]
 CONFIGS = {"j2t1": ("-j", "2", "--threads", "1"), "j1t2": ("-j", "1", "--threads", "2")}
@@ -38,7 +39,7 @@ def main() -> None:
                 seconds = timed_run(data_dir, Path(tmp) / name, options)
                 best[name] = min(best[name], seconds)
     rate = {name: len(FIELDS) / seconds * 3600 for name, seconds in best.items()}
-    print(f"{len(FIELDS)} simulated fields (512 x 512 px, 60 sources), {cpu_count()} cores, "
+    print(f"{len(FIELDS)} simulated fields (512 x 512 px, 60 sources), {available_cores()} cores, "
           f"best of {REPEAT} runs, start-up included")
     for name, options in CONFIGS.items():
         print(f"celeste infer {' '.join(options)}: {best[name]:.1f} s = "
