@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: simulated fields, timing."""
+"""Shared helpers of the benchmarks: simulated fields, timing, the real data's location."""
 
 import subprocess
 import sys
@@ -6,6 +6,9 @@ import time
 from pathlib import Path
 
 from celestecli.fields import FieldID
+
+# the real SDSS data beside the repository (../shared/data), as in tests/shared_data.py
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def celeste(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import celeste
+from bench.common import DATA, celeste
 from celestecli.catalog.io import write_catalog
 from celestecli.catalog.schema import empty_catalog
 from celestecli.fields import FieldID
 from celestecli.infer.detect import sep_only_catalog
 from celestecli.sdss.image import load_field
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FIELD = FieldID(2583, 2, 136)
 REGION = "310:410,630:730"
 BOX = (310, 409, 630, 729)

@@ -13,9 +13,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.common import celeste
+from bench.common import DATA, celeste
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SEEDS = (1, 2, 3, 4, 5)
 CELESTE_VI = {  # VALIDATION.md section 2, Celeste VI on its synthetic benchmark
     "position": 0.133, "flux_r_mag": 0.136, "color_ug": 0.399, "color_gr": 0.148,
