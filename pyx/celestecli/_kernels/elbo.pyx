@@ -842,7 +842,7 @@ cdef int elbo_eval(const Problem* pd, long s, const double* th, SourceWork* w, i
 
 
 # ---------------------------------------------------------------------------------------------
-# Python wrappers (tests, benchmarks and the Python-level field driver)
+# Python wrappers (tests and benchmarks)
 
 from celestecli._kernels.problem cimport CyProblem
 
@@ -912,8 +912,9 @@ cdef object sky_image(CyProblem problem, int n):
 def expected_image(CyProblem problem, int n, sources=None):
     """E[G] (nanomaggies) over image n: sky plus every source's expected light inside its box.
 
-    ``sources`` restricts the sum to some source indices (default: all).  Used by tests and
-    by ``celeste simulate`` checks; the pixel loop runs without the GIL.
+    ``sources`` restricts the sum to some source indices (default: all).  Used by tests (among
+    them the check that ``celeste simulate`` renders this light); the pixel loop runs without
+    the GIL.
     """
     cdef Problem* pd = &problem.pd
     if not 0 <= n < pd.n_images:

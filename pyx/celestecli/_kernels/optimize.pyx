@@ -457,7 +457,7 @@ cdef class _PyFun:
 def trust_region(fun, x0, dict settings):
     """Minimise ``fun(x) -> (f, grad, hess)`` from x0 with the nogil trust-region solver.
 
-    Exposed for tests (comparison with scipy's trust-exact) and small Python-level fits.
+    Exposed for tests (comparison with scipy's trust-exact).
     Returns (x, f, code, n_iter, n_eval); code 0 converged, 1 iteration limit, 2 failed.
     """
     cdef TRSettings st = settings_from(settings)
