@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from celestecli.sdss import PIXEL_SCALE_ARCSEC
 from celestecli.sdss.fitsio import FitsFile
 
 R_BAND = 2
-PIXEL_SCALE_ARCSEC = 0.396
 MIN_RADIUS_ARCSEC = 1.0 / 30.0
 MIN_FLUX_NMGY = 1e-6
 TYPE_GALAXY, TYPE_STAR = 3, 6

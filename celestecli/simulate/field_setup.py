@@ -22,7 +22,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from celestecli.errors import InputFileError, UsageError
 from celestecli.fields import FieldID
 from celestecli.model.psf_fit import PsfMixture, shape_cov
-from celestecli.sdss import BANDS
+from celestecli.sdss import BANDS, PIXEL_SCALE_ARCSEC
 from celestecli.sdss.frame import read_frame
 from celestecli.sdss.layout import base_name, find_local, local_dir
 from celestecli.sdss.photofield import read_photofield
@@ -30,7 +30,7 @@ from celestecli.sdss.psfield import EigenPsf, read_psfield
 from celestecli.sdss.warnings_lock import FITS_WARNINGS_LOCK
 
 SDSS_WIDTH, SDSS_HEIGHT = 2048, 1489
-PIXEL_SCALE_DEG = 0.396 / 3600.0
+PIXEL_SCALE_DEG = PIXEL_SCALE_ARCSEC / 3600.0
 PSF_STAMP_SIZE = 51
 FITS_BLOCK = 2880
 SKY_GRID_STEP = 8  # pixels per coarse sky cell, as in SDSS frames

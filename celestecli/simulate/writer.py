@@ -27,11 +27,11 @@ from celestecli.catalog import OutputError, Provenance, write_catalog
 from celestecli.errors import InputFileError
 from celestecli.fields import FieldID
 from celestecli.model.shape import half_light_scale, position_angle_deg, sky_jacobian
-from celestecli.sdss import BANDS
+from celestecli.sdss import BANDS, PIXEL_SCALE_ARCSEC
 from celestecli.sdss.fitsio import FitsFile
 from celestecli.sdss.fpm import PLANE_TABLE_HDU
 from celestecli.sdss.layout import COMPRESSED_SUFFIXES, base_name, local_dir
-from celestecli.sdss.photoobj import PIXEL_SCALE_ARCSEC, TYPE_GALAXY, TYPE_STAR
+from celestecli.sdss.photoobj import TYPE_GALAXY, TYPE_STAR
 from celestecli.simulate.field_setup import BandSetup
 from celestecli.simulate.simulation import SimulatedField
 

@@ -17,8 +17,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-ARCSEC_PER_PIXEL = 0.396
-DEFAULT_TOLERANCE_ARCSEC = 0.396  # one SDSS pixel
+from celestecli.sdss import PIXEL_SCALE_ARCSEC
+
+DEFAULT_TOLERANCE_ARCSEC = PIXEL_SCALE_ARCSEC  # one SDSS pixel
 
 _PI_L = np.arctan(np.longdouble(1)) * 4
 _DEG_L = _PI_L / 180
@@ -49,7 +50,7 @@ def angular_separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
 
 def separation_px(ra1, dec1, ra2, dec2) -> np.ndarray:
     """Great-circle separation in SDSS pixels (0.396 arcsec)."""
-    return (3600.0 / ARCSEC_PER_PIXEL) * angular_separation_deg(ra1, dec1, ra2, dec2)
+    return (3600.0 / PIXEL_SCALE_ARCSEC) * angular_separation_deg(ra1, dec1, ra2, dec2)
 
 
 def unit_vectors(ra, dec) -> np.ndarray:

@@ -25,6 +25,7 @@ from astropy.units import UnitsWarning
 from celestecli.catalog import COLORS, SCORED_COLUMNS, STDERR_COLUMNS, validate_columns
 from celestecli.catalog.io import normalise_columns, read_table, sniff_format
 from celestecli.errors import InputFileError
+from celestecli.sdss import PIXEL_SCALE_ARCSEC
 from celestecli.validate.photometry import (
     asinh_mag_to_nmgy,
     canonical_angle,
@@ -33,7 +34,6 @@ from celestecli.validate.photometry import (
 )
 
 KINDS = ("catalog", "coadd", "photo", "hubble")
-ARCSEC_PER_PIXEL = 0.396
 SHAPE_COLUMNS = ("gal_frac_dev", "gal_axis_ratio", "gal_radius_px", "gal_angle_deg")
 
 # Coadd objects Celeste.jl excludes by hand: a blend, an unmodelled bright neighbour and two
@@ -167,7 +167,7 @@ def read_coadd(path, name: str | None = None) -> Scorable:
     out["gal_frac_dev"] = np.where(galaxy, _f64(t["fracdev_r"]), np.nan)
     out["gal_axis_ratio"] = np.where(galaxy, dev_or_exp("devab_r", "expab_r"), np.nan)
     out["gal_radius_px"] = np.where(
-        galaxy, dev_or_exp("devrad_r", "exprad_r") / ARCSEC_PER_PIXEL, np.nan)
+        galaxy, dev_or_exp("devrad_r", "exprad_r") / PIXEL_SCALE_ARCSEC, np.nan)
     out["gal_angle_deg"] = np.where(
         galaxy, canonical_angle(dev_or_exp("devphi_r", "expphi_r")), np.nan)
 
@@ -253,7 +253,7 @@ def read_photo(path, name: str | None = None) -> Scorable:
         out[f"color_{c}"] = log_ratio_color(flux[c[0]], flux[c[1]])
     out["gal_frac_dev"] = fracdev
     out["gal_axis_ratio"] = dev_or_exp("ab_dev", "ab_exp")
-    out["gal_radius_px"] = dev_or_exp("theta_dev", "theta_exp") / ARCSEC_PER_PIXEL
+    out["gal_radius_px"] = dev_or_exp("theta_dev", "theta_exp") / PIXEL_SCALE_ARCSEC
     out["gal_angle_deg"] = canonical_angle(dev_or_exp("phi_dev_deg", "phi_exp_deg"))
     return Scorable(name or Path(path).stem, str(path), "photo", out[keep], n_read, cuts)
 
