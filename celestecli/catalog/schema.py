@@ -12,8 +12,8 @@ import numpy as np
 from astropy.table import Column, Table
 
 from celestecli.errors import InputFileError
+from celestecli.sdss import BANDS
 
-BANDS = "ugriz"
 COLORS = ("ug", "gr", "ri", "iz")
 
 # Bits of the ``flags`` column.

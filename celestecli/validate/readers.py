@@ -25,7 +25,7 @@ from astropy.units import UnitsWarning
 from celestecli.catalog import COLORS, SCORED_COLUMNS, STDERR_COLUMNS, validate_columns
 from celestecli.catalog.io import normalise_columns, read_table, sniff_format
 from celestecli.errors import InputFileError
-from celestecli.sdss import PIXEL_SCALE_ARCSEC
+from celestecli.sdss import BANDS, PIXEL_SCALE_ARCSEC
 from celestecli.validate.photometry import (
     asinh_mag_to_nmgy,
     canonical_angle,
@@ -56,7 +56,7 @@ PHOTO_COLUMNS = (
 PHOTO_BAD_FLAGS1 = 2**0 + 2**18 + 2**24
 PHOTO_BAD_FLAGS2 = 2**14 + 2**18 + 2**11  # NOPEAK, DEBLEND_DEGENERATE, SATUR_CENTER
 PHOTO_SATURATION_MAG = 16.0  # psf r asinh magnitude
-_BAND_INDEX = {b: i for i, b in enumerate("ugriz")}
+_BAND_INDEX = {b: i for i, b in enumerate(BANDS)}
 
 
 @dataclass
