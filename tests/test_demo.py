@@ -26,3 +26,14 @@ def test_demo_takes_no_field():
     done = subprocess.run([sys.executable, "-m", "celestecli", "infer", "--demo", "1/2/3"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "give no FIELD" in done.stderr
+
+
+def test_demo_refuses_options_it_would_ignore(tmp_path):
+    for option in (["--region", "0:100,0:100"], ["--init", "detect"],
+                   ["--status-file", str(tmp_path / "status.jsonl")]):
+        done = subprocess.run([sys.executable, "-m", "celestecli", "infer", "--demo",
+                               "--out-dir", str(tmp_path / "demo"), *option],
+                              capture_output=True, text=True)
+        assert done.returncode == 2, done.stderr
+        assert f"--demo does not take {option[0]}" in done.stderr
+        assert not (tmp_path / "demo").exists()  # refused before simulating anything

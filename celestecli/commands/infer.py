@@ -154,6 +154,12 @@ def infer_command(app, jobs, demo, **options):
             raise UsageError("--demo simulates its own field: give no FIELD")
         if options["output"] is not None or options["fmt"] is not None:
             raise UsageError("--demo writes a FITS catalog into --out-dir: give no -o/--format")
+        ignored = [name for name, given in (("--region", options["region"] is not None),
+                                            ("--init", options["init"] != "auto"),
+                                            ("--status-file", options["status_file"] is not None))
+                   if given]
+        if ignored:  # the demo infers its whole field from the photoObj and scores it
+            raise UsageError(f"--demo does not take {', '.join(ignored)}")
         run_demo(options["out_dir"], InferSettings(passes=options["passes"], seed=options["seed"],
                                                    threads=options["threads"]))
         return
