@@ -79,6 +79,17 @@ def test_a_bad_field_list_stops_every_rank(tmp_path: Path):
     assert run.stderr.count("celeste: error") == 1  # rank 0 reports it, the others just stop
 
 
+def test_the_data_directory_comes_from_celeste_data_dir(tmp_path: Path):
+    """The Slurm scripts give the data directory only as CELESTE_DATA_DIR."""
+    data = tmp_path / "elsewhere"
+    run = subprocess.run(mpi_argv(1, "9999/1/7", "--out-dir", tmp_path / "out"),
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         env={**mpi_env(), "CELESTE_DATA_DIR": str(data)},
+                         timeout=MPI_TIMEOUT + 30)
+    assert run.returncode == 1, run.stderr
+    assert f"{data}/9999/1/7/psField-009999-1-0007.fit: missing" in run.stderr
+
+
 def test_a_status_file_that_cannot_be_written_stops_every_rank(tmp_path: Path):
     (tmp_path / "afile").write_text("")
     run = mpirun(2, "--out-dir", tmp_path / "out", "--status-file",

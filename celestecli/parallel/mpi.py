@@ -223,7 +223,8 @@ def run(app, verbose: int, quiet: int, options: dict) -> int:
 def mpi_command(app, verbose, quiet, **options):
     """Infer the catalogs of many fields over the ranks of an MPI job.
 
-    Run under mpiexec or srun; the options are those of `celeste infer`.
+    Run under mpiexec or srun; the options are those of `celeste infer`.  The SDSS files are
+    read from --data-dir, else $CELESTE_DATA_DIR, else ./sdss.
     """
     try:
         code = run(app, verbose, quiet, options)
