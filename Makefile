@@ -15,9 +15,10 @@ test:  ## the default (fast) test suite
 test-slow:  ## the slow tests only
 	$(PYTHON) -m pytest -q -m slow
 
-test-debug:  ## rebuild with bounds checks, then test
+test-debug:  ## rebuild with bounds checks, test, then rebuild the fast kernels
 	CELESTE_CYTHON_DEBUG=1 $(PYTHON) setup.py build_ext --inplace -j 2
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q; status=$$?; \
+	$(PYTHON) setup.py build_ext --inplace -j 2 && exit $$status
 
 bench:  ## benchmarks (print their figures)
 	$(PYTHON) -m bench
