@@ -7,7 +7,8 @@ second thread (which never calls MPI, so MPI needs only the "funneled" thread le
 runs the same field job as ``celeste infer`` (lock, skip check, atomic write), so the skip and
 lock rules hold across MPI jobs, pool runs and cron runs on the same output directory.  A field
 that fails comes back as a failed outcome and the job goes on; rank 0 writes the status file and
-the summary, and every rank exits with the run's status (0, or 3 when some fields failed).  Any
+the summary, and every rank exits with the run's status (that of ``celeste infer``: 0, 3 when
+some fields failed, 1 when all did or a lone field's own status).  Any
 unexpected error on a rank aborts the whole job (``MPI_Abort``) rather than leaving the others
 waiting.  mpi4py is imported only here: ``pip install 'celestecli[mpi]'``.
 """
