@@ -2,7 +2,8 @@
 
 Runs ``celeste infer 2583/2/136 --region 310:410,630:730`` on the files in ../shared/data/sdss
 and scores its stars against the Hubble ACS star list (1-pixel one-to-one pairing, r brighter
-than 21), next to SEP run alone (MODEL.md 7.6 settings) on the same r-band pixels.
+than 21), next to the same run with ``--sky local`` (the cluster's unresolved light added to the
+sky) and SEP run alone (MODEL.md 7.6 settings) on the same r-band pixels.
 """
 
 import json
@@ -42,15 +43,17 @@ def main() -> None:
         print(f"skipped: {DATA} not found")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        ours, sep = Path(tmp) / "celeste.fits", Path(tmp) / "sep.fits"
-        run = celeste("infer", str(FIELD), "--data-dir", str(DATA / "sdss"), "--region", REGION,
-                      "-o", str(ours))
-        print(run.stderr.strip().splitlines()[-1])
+        ours, local, sep = (Path(tmp) / f"{name}.fits" for name in ("celeste", "local", "sep"))
+        for path, sky in ((ours, "sdss"), (local, "local")):
+            run = celeste("infer", str(FIELD), "--data-dir", str(DATA / "sdss"), "--region",
+                          REGION, "--sky", sky, "-o", str(path))
+            print(f"--sky {sky}: {run.stderr.strip().splitlines()[-1]}")
         n_sep = sep_catalog(sep)
         print(f"sep alone: {n_sep} detections in the region")
         truth = DATA / "truth" / "true_hubble_m2.npz"
         result = celeste("validate", str(ours), "--truth", str(truth),
-                         "--data-dir", str(DATA / "sdss"), "--compare", str(sep),
+                         "--data-dir", str(DATA / "sdss"), "--compare", str(local),
+                         "--compare", str(sep),
                          "--max-mag", "21", "--json")
         report = json.loads(result.stdout)
     print("stars with r < 21, one-to-one pairing within 1 pixel:")

@@ -29,7 +29,7 @@ def test_demo_takes_no_field():
 
 
 def test_demo_refuses_options_it_would_ignore(tmp_path):
-    for option in (["--region", "0:100,0:100"], ["--init", "detect"],
+    for option in (["--region", "0:100,0:100"], ["--init", "detect"], ["--sky", "local"],
                    ["--status-file", str(tmp_path / "status.jsonl")]):
         done = subprocess.run([sys.executable, "-m", "celestecli", "infer", "--demo",
                                "--out-dir", str(tmp_path / "demo"), *option],

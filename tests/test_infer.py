@@ -352,3 +352,17 @@ def test_a_start_below_the_flux_box_still_finds_the_flux(tmp_path):
     status, _, _ = optimize(problem, [0])
     assert status[0] == 0
     assert np.exp(problem.params[0, 6]) == pytest.approx(20.0, rel=0.1)  # star's r flux
+
+
+def test_sky_mode_is_recorded_and_a_change_of_it_redoes_the_field(tmp_path):
+    write_sources(tmp_path, FID, crowd(6), width=112, seed=4)
+    out = tmp_path / "out"
+    args = ("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out), "--passes", "1")
+    local = run_cli(*args, "--sky", "local")
+    assert local.returncode == 0, local.stderr
+    assert "local background added to the sky" in local.stderr
+    path = out / "celeste-009000-1-0001.fits"
+    assert read_catalog(path).meta["provenance"].extra["SKY"] == "local"
+    default = run_cli(*args)
+    assert default.returncode == 0 and "replacing it" in default.stderr
+    assert read_catalog(path).meta["provenance"].extra["SKY"] == "sdss"

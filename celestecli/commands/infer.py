@@ -16,7 +16,7 @@ from celestecli.catalog.io import FORMATS, STREAM_FORMATS, format_from_path
 from celestecli.commands.options import field_arguments, resolve_fields
 from celestecli.errors import CelesteError, UsageError
 from celestecli.fields import FieldID
-from celestecli.infer.settings import INIT_MODES, InferSettings, Region
+from celestecli.infer.settings import INIT_MODES, SKY_MODES, InferSettings, Region
 from celestecli.parallel.interrupts import EXIT_SIGINT, EXIT_SIGTERM, Terminated, sigterm_raises
 from celestecli.parallel.jobs import STDOUT, JobConfig
 from celestecli.parallel.outdir import removed_if_left_empty
@@ -47,6 +47,9 @@ _OPTIONS = [
     click.option("--init", "init", type=click.Choice(INIT_MODES), default="auto",
                  show_default=True,
                  help="Initial catalog: photoObj, detection, or photo when it has sources."),
+    click.option("--sky", type=click.Choice(SKY_MODES), default="sdss", show_default=True,
+                 help="Background: the frames' SDSS sky (as Celeste), or 'local': plus a smooth "
+                      "background of the light it leaves (crowded fields, e.g. a cluster core)."),
     click.option("--force", is_flag=True,
                  help="Redo fields whose catalog exists with the same inputs, settings and "
                       "version (they are skipped otherwise)."),
@@ -73,7 +76,7 @@ class InferRequest:
 
     @classmethod
     def from_options(cls, data_dir: Path, command_line: str, *, field_tokens, fields_file,
-                     out_dir, output, fmt, threads, region, passes, seed, init, force,
+                     out_dir, output, fmt, threads, region, passes, seed, init, sky, force,
                      status_file) -> "InferRequest":
         """Check the options against each other and read the fields (stdin for '-')."""
         fields = resolve_fields(field_tokens, fields_file)
@@ -94,7 +97,7 @@ class InferRequest:
                 raise UsageError(f"cannot tell the catalog format of {output} from its "
                                  "extension (.fits, .fits.gz, .ecsv, .csv): give --format")
         settings = InferSettings(passes=passes, seed=seed, threads=threads, init=init,
-                                 region=Region.parse(region) if region else None)
+                                 region=Region.parse(region) if region else None, sky=sky)
         config = JobConfig(data_dir=data_dir, out_dir=out_dir, settings=settings,
                            fmt=fmt or "fits", output=output, force=force,
                            command_line=command_line)
@@ -156,6 +159,7 @@ def infer_command(app, jobs, demo, **options):
             raise UsageError("--demo writes a FITS catalog into --out-dir: give no -o/--format")
         ignored = [name for name, given in (("--region", options["region"] is not None),
                                             ("--init", options["init"] != "auto"),
+                                            ("--sky", options["sky"] != "sdss"),
                                             ("--status-file", options["status_file"] is not None))
                    if given]
         if ignored:  # the demo infers its whole field from the photoObj and scores it

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from celestecli._kernels.optimize import optimize_sources
 from celestecli.catalog.schema import empty_catalog
 from celestecli.fields import FieldID
+from celestecli.infer.background import with_local_background
 from celestecli.infer.detect import check_region, in_region
 from celestecli.infer.init import initial_catalog
 from celestecli.infer.problem import build_problem
@@ -81,6 +82,8 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
     threads = effective_threads(settings.threads)
     with threadpool_limits(1, user_api="blas"):
         images = load_field(data_dir, fid, n_threads=threads)
+        if settings.sky == "local":
+            images = with_local_background(images)
         r_image = images[R_BAND]
         box = None
         if settings.region is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from celestecli.errors import UsageError
 
 INIT_MODES = ("auto", "photo", "detect")  # see celestecli.infer.init_catalog
+SKY_MODES = ("sdss", "local")  # see celestecli.infer.background
 
 ELBO_TRUST_REGION = dict(
     initial_radius=1.0,
@@ -64,4 +65,5 @@ class InferSettings:
     threads: int | None = None
     init: str = "auto"
     region: Region | None = None
+    sky: str = "sdss"
     trust_region: dict = field(default_factory=lambda: dict(ELBO_TRUST_REGION))

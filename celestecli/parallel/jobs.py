@@ -101,8 +101,8 @@ def catalog_provenance(result, config: JobConfig, inputs: list[InputFile],
 
     settings = config.settings
     width, height = result.frame_size
-    extra = {"PASSES": settings.passes, "INIT": settings.init, KEYWORD: fprint,
-             "IMAGEW": int(width), "IMAGEH": int(height)}
+    extra = {"PASSES": settings.passes, "INIT": settings.init, "SKY": settings.sky,
+             KEYWORD: fprint, "IMAGEW": int(width), "IMAGEH": int(height)}
     if settings.region is not None:
         extra["REGION"] = str(settings.region)
     return Provenance(command_line=config.command_line, fields=[str(result.fid)],
