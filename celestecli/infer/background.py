@@ -2,8 +2,8 @@
 
 Celeste's model takes the frame's sky as the whole background.  Where unresolved light lies
 above it (the core of a globular cluster, the halo of a bright galaxy), every source near it
-is fitted with that light added: extended galaxies soak it up, stars look galaxies, and fluxes
-come out several times too bright (the M2 box of 2583/2/136: r fluxes 1.3 to 8 times the Hubble
+is fitted with that light added: extended galaxies soak it up, stars look like galaxies, and fluxes
+come out several times too bright (the M2 box of 2583/2/136: r fluxes 1.3 to 7 times the Hubble
 stars').  Here SEP estimates the background of each image minus its sky (nanomaggies) on
 SEP's default mesh (64 px boxes, 3 x 3 median filter: smooth over scales much larger than a
 source's patch, so sources stay sources), and adds it to the sky.
