@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import sep
 
+from celestecli.sdss.frame import MIN_SKY
 from celestecli.sdss.image import Image
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ MESH_PX = 64
 MESH_FILTER = 3
 # The sky stays positive (log E[background] must exist): at least this share of its median.
 MIN_SKY_SHARE = 1e-3
+# Smaller images hold too few mesh boxes for a background apart from the sources' own light.
+MIN_SIZE_PX = 3 * MESH_PX
 
 
 def local_background(image: Image) -> np.ndarray:
@@ -40,8 +43,13 @@ def with_local_background(images: list[Image]) -> list[Image]:
     """The images with each sky raised (or lowered) by its local background."""
     out = []
     for image in images:
+        if min(image.shape) < MIN_SIZE_PX:
+            log.warning("%s %s: the image is %d x %d pixels, under %d: its local background "
+                        "comes from too few %d-pixel boxes and takes in the sources' own light",
+                        image.fid, image.band_name, image.shape[1], image.shape[0], MIN_SIZE_PX,
+                        MESH_PX)
         back = local_background(image)
-        floor = MIN_SKY_SHARE * float(np.median(image.sky_nmgy))
+        floor = max(MIN_SKY_SHARE * float(np.median(image.sky_nmgy)), MIN_SKY)
         sky = np.maximum(image.sky_nmgy + back, floor).astype(np.float32)
         log.info("%s %s: local background added to the sky: median %+.4f nMgy/px (sky %.4f), "
                  "largest %+.3f", image.fid, image.band_name, float(np.median(back)),

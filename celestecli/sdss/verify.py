@@ -21,8 +21,6 @@ from celestecli.sdss.warnings_lock import FITS_WARNINGS_LOCK
 
 FITS_BLOCK = 2880
 
-
-
 # The HDUs the readers need of each kind of file (real files: frame 4, psField 10, fpM 12).
 MIN_HDUS = {"frame": 3, "psField": 7, "fpM": 12, "photoObj": 2, "photoField": 2}
 

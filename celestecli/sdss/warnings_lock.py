@@ -1,4 +1,4 @@
-"""The lock every FITS reader holds around ``warnings.catch_warnings()``.
+"""The lock the FITS readers that run in threads hold around ``warnings.catch_warnings()``.
 
 ``catch_warnings`` swaps the process-wide filter list and puts the old one back on exit, so two
 threads inside such blocks at once (a field's frames are read in parallel) can undo each other's
