@@ -54,23 +54,18 @@ class Image:
         return BANDS[self.band]
 
 
-def _require(data_dir: Path, fid: FieldID, kind: str, band: str | None = None) -> Path:
-    path = find_local(data_dir, fid, kind, band)
-    if path is None:
-        expected = local_dir(data_dir, fid, kind) / base_name(fid, kind, band)
-        raise InputFileError(expected, "missing (also looked for .bz2 and .gz copies; "
-                                       f"celeste fetch {fid} downloads a field's files)")
-    return path
+def _input_paths(data_dir: Path, fid: FieldID, bands: str) -> dict:
+    """The field's psField, frames and fpMs, keyed by (kind, band), found before any is read.
 
-
-def _require_all(data_dir: Path, fid: FieldID, bands: str) -> None:
-    """Raise for the first missing input of the field, listing the others that are missing too
-    (a field with only a u frame should not take four runs to learn it lacks g, r, i and z)."""
+    Raises for the first missing one, listing the others that are missing too (a field with
+    only a u frame should not take four runs to learn it lacks g, r, i and z).
+    """
     kinds = [("psField", None)] + [(kind, b) for b in bands for kind in ("frame", "fpM")]
+    found = {key: find_local(data_dir, fid, *key) for key in kinds}
     missing = [local_dir(data_dir, fid, kind) / base_name(fid, kind, band)
-               for kind, band in kinds if find_local(data_dir, fid, kind, band) is None]
+               for (kind, band), path in found.items() if path is None]
     if not missing:
-        return
+        return found
     others = f"; also missing: {', '.join(p.name for p in missing[1:])}" if missing[1:] else ""
     raise InputFileError(missing[0], "missing (also looked for .bz2 and .gz copies"
                                      f"{others}; celeste fetch {fid} downloads a field's files)")
@@ -101,11 +96,10 @@ def load_field(data_dir: str | Path, fid: FieldID, bands: str = BANDS,
         raise UsageError(f"unknown band(s) {''.join(sorted(unknown))}: choose from {BANDS}")
     data_dir = Path(data_dir)
     threads = effective_threads(n_threads)
-    _require_all(data_dir, fid, bands)  # before reading any: a psField takes seconds to parse
-    psfield = read_psfield(_require(data_dir, fid, "psField"))
+    found = _input_paths(data_dir, fid, bands)  # before reading any: a psField takes seconds
+    psfield = read_psfield(found["psField", None])
     calibration = _field_calibration(data_dir, fid, psfield.calibration)
-    paths = [(b, _require(data_dir, fid, "frame", b), _require(data_dir, fid, "fpM", b))
-             for b in bands]
+    paths = [(b, found["frame", b], found["fpM", b]) for b in bands]
 
     def read(item):
         _, frame_path, fpm_path = item
