@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import sep
 
+from celestecli.infer.detect import calibrated_nmgy
 from celestecli.sdss.frame import MIN_SKY
 from celestecli.sdss.image import Image
 
@@ -31,12 +32,10 @@ MIN_SIZE_PX = 3 * MESH_PX
 def local_background(image: Image) -> np.ndarray:
     """SEP's smooth background (nanomaggies per pixel, ``data[y, x]``) of the image minus its
     sky; masked pixels take no part."""
-    residual = image.electrons / image.iota[None, :] - image.sky_nmgy
-    mask = ~np.isfinite(residual)
-    data = np.where(mask, 0.0, residual).astype(np.float64)
+    data, mask = calibrated_nmgy(image)
     bkg = sep.Background(data, mask=mask, bw=MESH_PX, bh=MESH_PX, fw=MESH_FILTER,
                          fh=MESH_FILTER)
-    return bkg.back()
+    return bkg.back(dtype=np.float64)
 
 
 def with_local_background(images: list[Image]) -> list[Image]:
