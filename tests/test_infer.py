@@ -296,10 +296,14 @@ def test_photo_init_with_an_empty_photoobj_is_an_error(tmp_path, field):
     with fits.open(path) as hdul:
         hdul[1].data = hdul[1].data[:0]
         hdul.writeto(path, overwrite=True)
+    # checked before the images are read (on a full field that takes half a minute): a
+    # missing frame is not reached
+    (field / "frame-g-009000-1-0001.fits.bz2").unlink()
     out = tmp_path / "out"
     result = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out),
                      "--init", "photo")
     assert_failed_cleanly(result, out, "photoObj-009000-1-0001.fits", "--init detect")
+    assert "frame-g" not in result.stderr
 
 
 def test_region_outside_the_frame_is_a_usage_error(tmp_path, field):

@@ -19,7 +19,7 @@ from celestecli.catalog.schema import empty_catalog
 from celestecli.fields import FieldID
 from celestecli.infer.background import with_local_background
 from celestecli.infer.detect import check_region, in_region
-from celestecli.infer.init import initial_catalog
+from celestecli.infer.init import initial_catalog, read_field_photoobj
 from celestecli.infer.problem import build_problem
 from celestecli.infer.schedule import make_schedule
 from celestecli.infer.settings import InferSettings, Region
@@ -81,6 +81,7 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
     start = time.perf_counter()
     threads = effective_threads(settings.threads)
     with threadpool_limits(1, user_api="blas"):
+        photo, photoobj_path = read_field_photoobj(data_dir, fid, settings.init)
         images = load_field(data_dir, fid, n_threads=threads)
         if settings.sky == "local":
             images = with_local_background(images)
@@ -89,7 +90,7 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
         if settings.region is not None:
             check_region(settings.region.box(), r_image)
             box = settings.region.box(REGION_MARGIN)
-        entries = initial_catalog(data_dir, fid, images, settings.init, box)
+        entries = initial_catalog(photo, photoobj_path, fid, images, settings.init, box)
         targets = np.flatnonzero(_targets(images, entries, settings.region))
         if settings.region is not None:
             log.info("%s: %d of them inside the region %s; the %d around it stay fixed, as "

@@ -12,6 +12,20 @@ from celestecli.infer.settings import INIT_MODES
 from celestecli.sdss.photoobj import CatalogEntries
 
 
+def _has_sources(photoobj_entries: CatalogEntries | None) -> bool:
+    return photoobj_entries is not None and len(photoobj_entries) > 0
+
+
+def check_photo_init(photoobj_entries: CatalogEntries | None, mode: str, photoobj_path=None):
+    """Raise if ``mode`` is unknown (UsageError) or is ``photo`` without photoObj sources
+    (InputFileError naming ``photoobj_path``); needs no image, so a run can check it first."""
+    if mode not in INIT_MODES:
+        raise UsageError(f"unknown --init {mode!r}: choose from {', '.join(INIT_MODES)}")
+    if mode == "photo" and not _has_sources(photoobj_entries):
+        raise InputFileError(photoobj_path if photoobj_path is not None else "photoObj",
+                             "has no sources; use --init detect")
+
+
 def choose_init(photoobj_entries: CatalogEntries | None, images, mode: str = "auto", *,
                 photoobj_path=None, region=None) -> tuple[CatalogEntries, str]:
     """The initial catalog for ``mode`` and which source gave it ("photo" or "detect").
@@ -32,13 +46,8 @@ def choose_init(photoobj_entries: CatalogEntries | None, images, mode: str = "au
     InputFileError
         ``photo`` with a photoObj that has no sources.
     """
-    if mode not in INIT_MODES:
-        raise UsageError(f"unknown --init {mode!r}: choose from {', '.join(INIT_MODES)}")
-    has_sources = photoobj_entries is not None and len(photoobj_entries) > 0
-    if mode == "photo" and not has_sources:
-        raise InputFileError(photoobj_path if photoobj_path is not None else "photoObj",
-                             "has no sources; use --init detect")
-    if mode == "detect" or not has_sources:
+    check_photo_init(photoobj_entries, mode, photoobj_path)
+    if mode == "detect" or not _has_sources(photoobj_entries):
         return detect_sources(images, region), "detect"
     entries = photoobj_entries
     if region is not None:
