@@ -58,7 +58,8 @@ def provenance(tmp_path: Path) -> Provenance:
     return Provenance(command_line="celeste infer 4263/5/119", fields=["4263/5/119"],
                       release=12, rerun=301, n_threads=4, n_procs=1, openmp=True, seed=7,
                       inputs=[InputFile.of(frame, url="https://example.invalid/frame")],
-                      history=["initialised from photoObj"], extra={"IMAGEW": 2048})
+                      history=["initialised from photoObj"], extra={"IMAGEW": 2048},
+                      git_revision="0123abc-dirty")
 
 
 def assert_same_values(a: Table, b: Table) -> None:
@@ -115,6 +116,7 @@ def test_round_trip_keeps_values_units_and_provenance(tmp_path, name):
     assert p.extra["IMAGEW"] == 2048
     assert dict(p.dependencies)["numpy"] == np.__version__
     assert p.date == prov.date
+    assert p.git_revision == prov.git_revision == "0123abc-dirty"
 
 
 def test_fits_layout_units_checksums_and_inputs_table(tmp_path):
@@ -124,7 +126,8 @@ def test_fits_layout_units_checksums_and_inputs_table(tmp_path):
     with fits.open(path, checksum=True) as hdul:
         assert [h.name for h in hdul] == ["PRIMARY", "CATALOG", "INPUTS"]
         hdr = hdul[0].header
-        for key in ("CELESTEV", "DATE", "CMDLINE", "NTHREADS", "OPENMP", "FIELDS", "CHECKSUM"):
+        for key in ("CELESTEV", "GITREV", "DATE", "CMDLINE", "NTHREADS", "OPENMP", "FIELDS",
+                    "CHECKSUM"):
             assert key in hdr, key
         assert (hdr["RUN"], hdr["CAMCOL"], hdr["FIELD"]) == (4263, 5, 119)
         deps = {hdr[f"DEPNAM{i:02d}"]: hdr[f"DEPVER{i:02d}"] for i in range(3)}

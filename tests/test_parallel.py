@@ -42,6 +42,7 @@ from celestecli.parallel.jobs import DONE, FAILED, JobConfig, Outcome
 from celestecli.parallel.pool import run_pool
 from celestecli.parallel.sizing import plan_workers
 from celestecli.parallel.status import StatusWriter
+from celestecli.revision import code_digest
 
 
 def statuses(path: Path) -> dict[str, dict]:
@@ -374,10 +375,12 @@ def _inputs(*hashes):
     return [InputFile(f"/data/f{i}.fits", h) for i, h in enumerate(hashes)]
 
 
-def test_fingerprint_covers_inputs_result_settings_and_version():
+def test_fingerprint_covers_inputs_result_settings_version_and_code():
     settings = InferSettings(passes=2)
     base = fingerprint(_inputs("a", "b"), settings, "1.0")
     assert len(base) == 64
+    assert fingerprint(_inputs("a", "b"), settings, "1.0", code=code_digest()) == base
+    assert fingerprint(_inputs("a", "b"), settings, "1.0", code="rebuilt") != base
     assert fingerprint(_inputs("a", "b"), settings, "1.0") == base
     assert fingerprint(list(reversed(_inputs("a", "b"))), settings, "1.0") == base
     moved = [InputFile("/elsewhere/" + f.path.rsplit("/", 1)[1], f.sha256)

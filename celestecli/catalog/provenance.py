@@ -1,8 +1,8 @@
 """Provenance of a catalog: who made it, how, when, from what (ENGINEERING.md 3.4).
 
-In FITS it lives in the primary header (``CELESTEV``, ``DATE``, ``CMDLINE``, fields, threads,
-OpenMP, ``DEPNAMnn``/``DEPVERnn``, ``HISTORY``) and in an ``INPUTS`` table HDU (path, URL,
-SHA-256 of every input file); in ECSV the same facts go into the YAML metadata.
+In FITS it lives in the primary header (``CELESTEV``, ``GITREV``, ``DATE``, ``CMDLINE``,
+fields, threads, OpenMP, ``DEPNAMnn``/``DEPVERnn``, ``HISTORY``) and in an ``INPUTS`` table HDU
+(path, URL, SHA-256 of every input file); in ECSV the same facts go into the YAML metadata.
 """
 
 import hashlib
@@ -18,13 +18,14 @@ from astropy.io import fits
 from astropy.table import Table
 
 from celestecli import __version__
+from celestecli.revision import git_revision
 
 # Packages whose versions go into DEPNAMnn/DEPVERnn, in this order (python first).
 DEPENDENCIES = ("numpy", "scipy", "astropy", "click", "sep", "threadpoolctl")
 
 _RESERVED = {
-    "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "CELESTEV", "DATE", "CMDLINE", "SDSSDR", "RERUN",
-    "RUN", "CAMCOL", "FIELD", "NFIELDS", "FIELDS", "NTHREADS", "NPROCS", "OPENMP", "SEED",
+    "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "CELESTEV", "GITREV", "DATE", "CMDLINE", "SDSSDR",
+    "RERUN", "RUN", "CAMCOL", "FIELD", "NFIELDS", "FIELDS", "NTHREADS", "NPROCS", "OPENMP", "SEED",
     "CHECKSUM", "DATASUM", "HISTORY", "COMMENT",
 }
 
@@ -86,7 +87,8 @@ def _now() -> str:
 class Provenance:
     """What a catalog writer records about the run that produced the catalog.
 
-    Every field is optional; ``date``, ``version`` and ``dependencies`` fill themselves in.
+    Every field is optional; ``date``, ``version``, ``git_revision`` and ``dependencies`` fill
+    themselves in (``git_revision`` is "" outside a git checkout, and then not written).
     ``extra`` holds further FITS keywords (names of at most 8 characters, upper case).
     """
 
@@ -103,6 +105,7 @@ class Provenance:
     extra: dict[str, object] = field(default_factory=dict)
     date: str = field(default_factory=_now)
     version: str = __version__
+    git_revision: str = field(default_factory=git_revision)
     dependencies: list[tuple[str, str]] = field(default_factory=dependency_versions)
 
     def __post_init__(self):
@@ -120,6 +123,8 @@ class Provenance:
         """An empty primary HDU whose header holds this provenance."""
         hdr = fits.Header()
         hdr["CELESTEV"] = (self.version, "celeste version")
+        if self.git_revision:
+            hdr["GITREV"] = (self.git_revision, "celeste git commit")
         hdr["DATE"] = (self.date, "UTC date of writing")
         # no comments on cards whose string value may be long: astropy would truncate them
         hdr["CMDLINE"] = self.command_line
@@ -190,6 +195,7 @@ class Provenance:
             extra=extra,
             date=str(header.get("DATE", "")),
             version=str(header.get("CELESTEV", "")),
+            git_revision=str(header.get("GITREV", "")),
             dependencies=deps,
         )
 
@@ -199,6 +205,7 @@ class Provenance:
         """Plain nested dict (strings, numbers, lists) for ECSV's YAML header."""
         meta = {
             "celeste_version": self.version,
+            "git_revision": self.git_revision,
             "date": self.date,
             "command_line": self.command_line,
             "fields": list(self.fields),
@@ -235,5 +242,6 @@ class Provenance:
             extra=dict(p.get("extra", {})),
             date=p.get("date", ""),
             version=p.get("celeste_version", ""),
+            git_revision=p.get("git_revision", ""),
             dependencies=list((p.get("dependencies") or {}).items()),
         )

@@ -2,8 +2,10 @@
 
 It is the SHA-256 of a canonical JSON document holding the name and SHA-256 of every input
 file, every inference setting that changes the results (all of ``InferSettings`` but the thread
-count), and the celeste version.  It is stored in the catalog (FITS keyword ``FPRINT``, ECSV
-``provenance.extra.FPRINT``); a rerun recomputes it and skips the field when they agree.
+count), the celeste version and a digest of its code (``revision.code_digest``: a rebuilt
+kernel or an edited module redoes the fields).  It is stored in the catalog (FITS keyword
+``FPRINT``, ECSV ``provenance.extra.FPRINT``); a rerun recomputes it and skips the field when
+they agree.
 """
 
 import dataclasses
@@ -16,6 +18,7 @@ from celestecli import __version__
 from celestecli.catalog.io import read_table
 from celestecli.catalog.provenance import InputFile
 from celestecli.errors import CelesteError
+from celestecli.revision import code_digest
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +33,17 @@ def result_settings(settings) -> dict:
     return {k: v for k, v in values.items() if k not in NOT_RESULT_SETTINGS}
 
 
-def fingerprint(inputs: list[InputFile], settings, version: str = __version__) -> str:
-    """Hex SHA-256 over the inputs' names and hashes, the result settings and the version.
+def fingerprint(inputs: list[InputFile], settings, version: str = __version__,
+                code: str | None = None) -> str:
+    """Hex SHA-256 over the inputs' names and hashes, the result settings, the version and the
+    code's digest (``code``, by default this installation's ``code_digest()``).
 
     Input paths enter by file name only, so moving the data directory does not make every
     catalog out of date.
     """
     doc = {
         "version": version,
+        "code": code_digest() if code is None else code,
         "settings": result_settings(settings),
         "inputs": sorted([Path(f.path).name, f.sha256] for f in inputs),
     }
