@@ -13,6 +13,7 @@ from celestecli._kernels.optimize import optimize_sources
 from celestecli._kernels.transform import py_free_derivatives, py_to_free
 from celestecli.angles import ra_offset_deg
 from celestecli.catalog.io import read_catalog
+from celestecli.catalog.schema import FLAG_BAD_SKY
 from celestecli.fields import FieldID
 from celestecli.infer.field import InferSettings, infer_field
 from celestecli.infer.problem import build_problem
@@ -370,3 +371,22 @@ def test_sky_mode_is_recorded_and_a_change_of_it_redoes_the_field(tmp_path):
     default = run_cli(*args)
     assert default.returncode == 0 and "replacing it" in default.stderr
     assert read_catalog(path).meta["provenance"].extra["SKY"] == "sdss"
+
+
+def test_a_field_brighter_than_its_sky_gets_a_hint_to_fit_the_background(tmp_path):
+    from astropy.io import fits
+
+    write_sources(tmp_path, FID, crowd(6), width=112, seed=4)
+    frame_i = tmp_path / "9000" / "1" / "1" / "frame-i-009000-1-0001.fits.bz2"
+    with fits.open(frame_i) as hdul:  # 0.5 nMgy/px of light the frame's sky does not claim
+        hdul[0].data += 0.5
+        hdul.writeto(frame_i, overwrite=True)
+    out = tmp_path / "out"
+    args = ("infer", str(FID), "--data-dir", str(tmp_path), "--out-dir", str(out), "--passes", "1",
+            "--force")
+    default = run_cli(*args)
+    assert default.returncode == 0, default.stderr
+    assert "6 of 6 sources flagged BAD_SKY" in default.stderr and "--sky local" in default.stderr
+    assert np.all(read_catalog(out / "celeste-009000-1-0001.fits")["flags"] & FLAG_BAD_SKY)
+    local = run_cli(*args, "--sky", "local")  # no hint to do what was done
+    assert local.returncode == 0 and "BAD_SKY" not in local.stderr

@@ -35,6 +35,9 @@ R_BAND = BANDS.index("r")
 I_BAND = BANDS.index("i")
 # Sources this far (pixels) outside a region still enter its problem as fixed neighbours.
 REGION_MARGIN = 50
+# With the frame's sky, a field where at least this share of the sources is flagged BAD_SKY gets
+# a hint to try --sky local (all of M2's core is flagged; simulated fields, none).
+BAD_SKY_HINT_SHARE = 0.5
 
 
 @dataclass
@@ -132,6 +135,11 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
         ix, iy = images[I_BAND].wcs.all_world2pix(params[:, 0], params[:, 1], 0)
         bad_sky = np.array([is_sky_bad(images[I_BAND], float(x), float(y))
                             for x, y in zip(ix, iy, strict=True)], dtype=bool)
+        if settings.sky == "sdss" and bad_sky.mean() >= BAD_SKY_HINT_SHARE:
+            log.warning("%s: %d of %d sources flagged BAD_SKY: the i image around them is "
+                        "brighter than the frame's sky (a crowded field?); --sky local adds the "
+                        "smooth light they sit on to the sky", fid, int(bad_sky.sum()),
+                        bad_sky.size)
         box = problem.patches.box[targets, R_BAND]
         ny, nx = r_image.shape
         at_edge = ((box[:, 0] == 0) | (box[:, 2] == 0)
