@@ -21,6 +21,7 @@ from celestecli.catalog import (
     validate_columns,
     write_catalog,
 )
+from celestecli.catalog.schema import catalog_from_columns
 from celestecli.errors import InputFileError, UsageError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -84,6 +85,20 @@ def test_empty_catalog_has_every_schema_column_with_its_dtype_unit_and_fill():
     assert np.all(np.isnan(t["flux_r"])) and t["flux_r"].unit == u.nanomaggy
     assert not np.any(t["converged"]) and np.all(t["n_iter"] == 0)
     assert {"x", "y", "flux_r_ivar", "mag_r_err", "color_iz_stderr"} <= set(t.colnames)
+
+
+def test_catalog_from_columns_casts_to_the_schema_and_fills_the_rest():
+    t = catalog_from_columns(3, {"run": 4263, "camcol": 5, "ra": [1.0, 2.0, 3.0],
+                                 "n_iter": np.array([1, 2, 3], dtype=np.int64)})
+    assert list(t["camcol"]) == [5, 5, 5] and list(t["run"]) == [4263] * 3
+    for spec in SCHEMA:
+        assert t[spec.name].dtype == np.dtype(spec.dtype), spec.name
+        assert t[spec.name].unit == spec.unit and t[spec.name].description, spec.name
+    assert list(t["ra"]) == [1.0, 2.0, 3.0] and np.all(np.isnan(t["flux_r"]))
+    with pytest.raises(ValueError, match="not schema columns: radius"):
+        catalog_from_columns(3, {"radius": [1.0, 2.0, 3.0]})
+    with pytest.raises(TypeError):  # a float is no row count
+        catalog_from_columns(3, {"n_iter": [1.5, 2.0, 3.0]})
 
 
 def test_validate_columns_names_every_missing_column():

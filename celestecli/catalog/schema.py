@@ -114,17 +114,29 @@ STDERR_COLUMNS = ("log_flux_r_stderr", *(f"color_{c}_stderr" for c in COLORS))
 
 
 def empty_catalog(n: int = 0) -> Table:
-    """A catalog of ``n`` rows with every schema column, filled with NaN / 0 / False.
+    """A catalog of ``n`` rows with every schema column, filled with NaN / 0 / False."""
+    return catalog_from_columns(n, {})
 
-    The inference code fills the columns it computes and hands the table to ``write_catalog``.
+
+def catalog_from_columns(n: int, values: dict) -> Table:
+    """A catalog of ``n`` rows whose schema columns take ``values[name]`` (an array of ``n`` or a
+    scalar for every row, cast to the schema dtype) or else the schema's fill value.
+
+    The inference code computes the columns and hands the table to ``write_catalog``.
     """
     if n < 0:
         raise ValueError(f"row count must be >= 0, got {n}")
-    cols = [
-        Column(np.full(n, spec.fill, dtype=spec.dtype), name=spec.name, unit=spec.unit,
-               description=spec.description)
-        for spec in SCHEMA
-    ]
+    unknown = set(values) - set(SCHEMA_BY_NAME)
+    if unknown:
+        raise ValueError(f"not schema columns: {', '.join(sorted(unknown))}")
+    cols = []
+    for spec in SCHEMA:
+        value = np.asarray(values.get(spec.name, spec.fill))
+        if value.ndim == 0:  # one value for every row (a Python int fits an unsigned column)
+            data = np.full(n, value.item(), dtype=spec.dtype)
+        else:
+            data = value.astype(spec.dtype, casting="same_kind")
+        cols.append(Column(data, name=spec.name, unit=spec.unit, description=spec.description))
     return Table(cols)
 
 

@@ -7,7 +7,7 @@ radius; position angle east of north), and the optimizer's status.
 """
 
 import numpy as np
-from astropy.table import Column, Table
+from astropy.table import Table
 
 from celestecli.catalog.schema import (
     COLORS,
@@ -15,8 +15,7 @@ from celestecli.catalog.schema import (
     FLAG_EDGE,
     FLAG_ITER_LIMIT,
     FLAG_NONFINITE,
-    SCHEMA,
-    empty_catalog,
+    catalog_from_columns,
 )
 from celestecli.model import params as layout
 from celestecli.model.shape import half_light_scale, position_angle_deg
@@ -44,16 +43,16 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
                   at_edge: np.ndarray) -> Table:
     """The catalog of ARCHITECTURE.md 5 for optimised ``params`` (S, 44) of field ``fid``."""
     n = params.shape[0]
-    t = empty_catalog(n)
+    columns = {}
     p_star = params[:, layout.CHI[0]]
     star = p_star >= 0.5
-    t["objid"] = objid
-    t["run"], t["camcol"], t["field"] = fid.run, fid.camcol, fid.field
-    t["ra"], t["dec"] = params[:, 0] % 360.0, params[:, 1]
+    columns["objid"] = objid
+    columns["run"], columns["camcol"], columns["field"] = fid.run, fid.camcol, fid.field
+    columns["ra"], columns["dec"] = params[:, 0] % 360.0, params[:, 1]
     x, y = r_wcs.all_world2pix(params[:, 0], params[:, 1], 0)
-    t["x"], t["y"] = x, y
-    t["is_star"] = p_star
-    t["prob_galaxy"] = params[:, layout.CHI[1]]
+    columns["x"], columns["y"] = x, y
+    columns["is_star"] = p_star
+    columns["prob_galaxy"] = params[:, layout.CHI[1]]
 
     def by_type(values_star, values_gal):
         return np.where(star, values_star, values_gal)
@@ -62,37 +61,34 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
         mean_s, var_s = brightness_moments(params, b, 0)
         mean_g, var_g = brightness_moments(params, b, 1)
         flux, var = by_type(mean_s, mean_g), by_type(var_s, var_g)
-        t[f"flux_{name}"] = flux
-        t[f"flux_{name}_ivar"] = 1.0 / var
+        columns[f"flux_{name}"] = flux
+        columns[f"flux_{name}_ivar"] = 1.0 / var
         positive = flux > 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            t[f"mag_{name}"] = np.where(positive, 22.5 - 2.5 * np.log10(flux), np.nan)
-            t[f"mag_{name}_err"] = np.where(positive, MAG_ERR_FACTOR * np.sqrt(var) / flux, np.nan)
+            columns[f"mag_{name}"] = np.where(positive, 22.5 - 2.5 * np.log10(flux), np.nan)
+            columns[f"mag_{name}_err"] = np.where(positive, MAG_ERR_FACTOR * np.sqrt(var) / flux,
+                                                  np.nan)
     gamma = by_type(params[:, layout.GAMMA[0]], params[:, layout.GAMMA[1]])
     zeta = by_type(params[:, layout.ZETA[0]], params[:, layout.ZETA[1]])
-    t["flux_r_nmgy"] = np.exp(gamma)
-    t["log_flux_r_stderr"] = np.sqrt(zeta)
+    columns["flux_r_nmgy"] = np.exp(gamma)
+    columns["log_flux_r_stderr"] = np.sqrt(zeta)
     for j, color in enumerate(COLORS):
-        t[f"color_{color}"] = by_type(params[:, layout.BETA[0][j]], params[:, layout.BETA[1][j]])
-        t[f"color_{color}_stderr"] = np.sqrt(by_type(params[:, layout.LAMBDA[0][j]],
-                                                     params[:, layout.LAMBDA[1][j]]))
+        beta, lam = layout.BETA, layout.LAMBDA
+        columns[f"color_{color}"] = by_type(params[:, beta[0][j]], params[:, beta[1][j]])
+        columns[f"color_{color}_stderr"] = np.sqrt(by_type(params[:, lam[0][j]],
+                                                           params[:, lam[1][j]]))
     theta = params[:, layout.THETA]
-    t["gal_frac_dev"] = theta
-    t["gal_axis_ratio"] = params[:, layout.RHO]
-    t["gal_radius_px"] = params[:, layout.SIGMA] * half_light_scale(theta)
-    t["gal_angle_deg"] = position_angle_deg(r_wcs, x, y, params[:, layout.PHI])
-    t["elbo"] = elbo
-    t["n_iter"] = n_iter
-    t["converged"] = status == OPT_CONVERGED
+    columns["gal_frac_dev"] = theta
+    columns["gal_axis_ratio"] = params[:, layout.RHO]
+    columns["gal_radius_px"] = params[:, layout.SIGMA] * half_light_scale(theta)
+    columns["gal_angle_deg"] = position_angle_deg(r_wcs, x, y, params[:, layout.PHI])
+    columns["elbo"] = elbo
+    columns["n_iter"] = n_iter
+    columns["converged"] = status == OPT_CONVERGED
     flags = np.zeros(n, dtype=np.int32)
     flags |= np.where(bad_sky, FLAG_BAD_SKY, 0).astype(np.int32)
     flags |= np.where(status == OPT_MAX_ITER, FLAG_ITER_LIMIT, 0).astype(np.int32)
     flags |= np.where(status == OPT_FAILED, FLAG_NONFINITE, 0).astype(np.int32)
     flags |= np.where(at_edge, FLAG_EDGE, 0).astype(np.int32)
-    t["flags"] = flags
-    # Assigning an array replaces a column with the array's dtype, unit and description
-    # (n_iter arrives as int64): give every column its schema form back.
-    for spec in SCHEMA:
-        t[spec.name] = Column(np.asarray(t[spec.name]).astype(spec.dtype, casting="same_kind"),
-                              unit=spec.unit, description=spec.description)
-    return t
+    columns["flags"] = flags
+    return catalog_from_columns(n, columns)
