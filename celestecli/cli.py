@@ -73,11 +73,13 @@ class CelesteGroup(click.Group):
 
 def _version_message() -> str:
     from celestecli._kernels.openmp_info import openmp_enabled
+    from celestecli.revision import git_revision
     from celestecli.threads import effective_threads
 
     omp = "enabled" if openmp_enabled() else "disabled"
+    commit = f", git {git_revision()}" if git_revision() else ""
     return (
-        f"celeste {__version__} (Python {sys.version.split()[0]})\n"
+        f"celeste {__version__} (Python {sys.version.split()[0]}{commit})\n"
         f"OpenMP: {omp}, threads available: {effective_threads()}"
     )
 

@@ -20,3 +20,16 @@ def test_infer_exits_1_when_every_field_fails_as_its_help_says(tmp_path):
     assert run.returncode == 1, run.stderr
     assert "2 of 2 failed" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "out").exists()  # no catalog, no empty output directory left
+
+
+def test_version_names_the_release_commit_and_openmp():
+    from celestecli import __version__
+    from celestecli._kernels.openmp_info import openmp_enabled
+    from celestecli.revision import git_revision
+
+    run = celeste("--version")
+    assert run.returncode == 0, run.stderr
+    first, second = run.stdout.splitlines()
+    assert first.startswith(f"celeste {__version__} (Python {sys.version.split()[0]}")
+    assert (f"git {git_revision()}" in first) == bool(git_revision())
+    assert second.startswith(f"OpenMP: {'enabled' if openmp_enabled() else 'disabled'}, ")
