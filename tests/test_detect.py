@@ -337,7 +337,7 @@ def test_m2_full_field_finds_many_sources(m2_images):
 
 def test_3900_u_detections_match_sdss_photo(u3900):
     """A sparse field: SEP alone, with positions on Photo's (measured: 50 of 84 detections
-    within 0.5 arcsec of the 700 selected photoObj objects, median offset 0.02 px)."""
+    within 0.5 arcsec of the 699 selected photoObj objects, median offset 0.02 px)."""
     (image,) = u3900
     assert not detect.extract(image).crowded
     entries = detect.detect_sources(u3900)

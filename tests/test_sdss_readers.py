@@ -224,14 +224,14 @@ def test_classic_u_frame_and_photofield():
 def test_classic_photoobj_selection_and_conversion():
     path = shared("sdss/3900/6/269/photoObj-003900-6-0269.fits")
     cat = read_photoobj(path)
-    assert len(cat) == 700  # of 981 rows
-    assert cat.is_star.sum() == 229
+    assert len(cat) == 699  # of 981 rows
+    assert cat.is_star.sum() == 228
     assert len(read_photoobj(path, primary_only=True)) == 614
 
     t = fits.getdata(path, 1)
     rows = {int(o): i for i, o in enumerate(t["OBJID"])}
     frame_angle = read_photoobj(path, model_frame_angle=True).angle_rad
-    for n in (0, 1, 350, 699):
+    for n in (0, 1, 350, 698):
         i = rows[int(cat.objid[n])]
         assert t["OBJC_TYPE"][i] in (3, 6) and t["NCHILD"][i] == 0
         fd = float(t["FRACDEV"][i, 2])
@@ -248,6 +248,20 @@ def test_classic_photoobj_selection_and_conversion():
     # PHI_OFFSET is about 13.1 deg on this run: the conventions differ by 2 * PHI_OFFSET.
     difference = np.rad2deg(frame_angle - cat.angle_rad)
     assert np.all((difference > 25.8) & (difference < 26.4))
+
+
+def test_classic_photoobj_drops_bright_duplicates():
+    """OBJC_FLAGS bit 1 (BRIGHT) excludes a row (MODEL.md 7.4, 10), not bit 0 as Celeste's
+    `1^2`: the BRIGHT star 1237662226208063636 is Photo's second measurement of the primary
+    1237662226208063639, 0.025 arcsec away; no two kept entries are that close."""
+    cat = read_photoobj(shared("sdss/3900/6/269/photoObj-003900-6-0269.fits"))
+    assert 1237662226208063639 in cat.objid
+    assert 1237662226208063636 not in cat.objid
+    xyz = np.column_stack([np.cos(np.radians(cat.dec)) * np.cos(np.radians(cat.ra)),
+                           np.cos(np.radians(cat.dec)) * np.sin(np.radians(cat.ra)),
+                           np.sin(np.radians(cat.dec))])
+    gap = np.linalg.norm(xyz[:, None] - xyz[None], axis=2) + 10 * np.eye(len(cat))
+    assert np.degrees(gap.min()) * 3600 > 1.0
 
 
 # --- compressed and plain copies --------------------------------------------------------------

@@ -18,8 +18,13 @@ R_BAND = 2
 MIN_RADIUS_ARCSEC = 1.0 / 30.0
 MIN_FLUX_NMGY = 1e-6
 TYPE_GALAXY, TYPE_STAR = 3, 6
-# Celeste's code writes the first bit as `1^2`, which is 1 (MODEL.md 7.4); kept for parity.
-BAD_OBJC_FLAGS = 1 + 2**18 + 2**24
+# OBJC_FLAGS bits 1 (BRIGHT), 18 (SATUR), 24 (TOO_LARGE).  Celeste's code writes the first as
+# `1^2`, which is 1 (CANONICAL_CENTER), where BRIGHT was meant (MODEL.md 7.4; section 10: fix).
+# A BRIGHT row repeats an object measured again in the faint pass: with bit 0, 3900/6/269 keeps
+# objID 1237662226208063636 (BRIGHT, MODE 4) 0.025 arcsec from its primary twin ...639, two
+# sources fitting one star.  (celeste validate's Photo baseline keeps bit 0, for parity with
+# the published scores: validate/readers.py.)
+BAD_OBJC_FLAGS = 2**1 + 2**18 + 2**24
 BAD_OBJC_FLAGS2 = 2**14 + 2**18 + 2**11
 
 SCALAR_COLUMNS = ("OBJID", "RA", "DEC", "MODE", "THING_ID", "OBJC_FLAGS", "OBJC_FLAGS2",
