@@ -230,7 +230,7 @@ def test_classic_photoobj_selection_and_conversion():
 
     t = fits.getdata(path, 1)
     rows = {int(o): i for i, o in enumerate(t["OBJID"])}
-    frame_angle = read_photoobj(path, model_frame_angle=True).angle_rad
+    celeste_angle = read_photoobj(path, celeste_angle=True).angle_rad
     for n in (0, 1, 350, 698):
         i = rows[int(cat.objid[n])]
         assert t["OBJC_TYPE"][i] in (3, 6) and t["NCHILD"][i] == 0
@@ -243,10 +243,10 @@ def test_classic_photoobj_selection_and_conversion():
         assert cat.axis_ratio[n] == pytest.approx(t[f"AB_{kind}"][i, 2])
         assert cat.radius_px[n] == pytest.approx(max(t[f"THETA_{kind}"][i, 2], 1 / 30) / 0.396)
         phi, offset = t[f"PHI_{kind}_DEG"][i, 2], t["PHI_OFFSET"][i, 2]
-        assert cat.angle_rad[n] == pytest.approx(np.deg2rad(phi - offset), rel=1e-6)
-        assert frame_angle[n] == pytest.approx(np.deg2rad(phi + offset), rel=1e-6)
+        assert cat.angle_rad[n] == pytest.approx(np.deg2rad(phi + offset), rel=1e-6)
+        assert celeste_angle[n] == pytest.approx(np.deg2rad(phi - offset), rel=1e-6)
     # PHI_OFFSET is about 13.1 deg on this run: the conventions differ by 2 * PHI_OFFSET.
-    difference = np.rad2deg(frame_angle - cat.angle_rad)
+    difference = np.rad2deg(cat.angle_rad - celeste_angle)
     assert np.all((difference > 25.8) & (difference < 26.4))
 
 

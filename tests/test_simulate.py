@@ -173,7 +173,7 @@ def test_noise_is_poisson_in_electrons(small):
 def test_photoobj_reads_back_as_the_truth(small):
     sim, _, out = small
     truth = sim.truth
-    entries = read_photoobj(out / "9999/1/1/photoObj-009999-1-0001.fits", model_frame_angle=True)
+    entries = read_photoobj(out / "9999/1/1/photoObj-009999-1-0001.fits")
     assert len(entries) == len(truth)
     np.testing.assert_array_equal(entries.ra, truth.ra)
     np.testing.assert_array_equal(entries.is_star, truth.is_star)

@@ -79,17 +79,19 @@ def selection(objc_type, frac_dev_r, nchild, objc_flags, objc_flags2) -> np.ndar
             & ((objc_flags2 & BAD_OBJC_FLAGS2) == 0))
 
 
-def read_photoobj(path: str | Path, model_frame_angle: bool = False,
+def read_photoobj(path: str | Path, celeste_angle: bool = False,
                   primary_only: bool = False) -> CatalogEntries:
     """Catalog entries of the objects in a photoObj file that pass Celeste's selection.
 
     Parameters
     ----------
     path : path of the photoObj file
-    model_frame_angle : bool
-        False (default, Celeste parity): ``angle = (PHI_r - PHI_OFFSET_r)``.  True: the angle in
-        the frame's pixel coordinates, ``PHI_r + PHI_OFFSET_r``, which is what the model's angle
-        means (MODEL.md 7.4 caution).
+    celeste_angle : bool
+        False (default): the galaxy angle in the frame's pixel coordinates, ``PHI_r +
+        PHI_OFFSET_r``, which is what the model's angle means (MODEL.md 7.4 caution).  True:
+        Celeste's ``PHI_r - PHI_OFFSET_r``, off by 2 PHI_OFFSET away from the equator; Celeste
+        starts its targets at generic shapes, where the error did not matter, but celeste
+        starts them at the catalog's.
     primary_only : bool
         Also require ``MODE == 1`` and ``THING_ID != -1`` (the IPDPS-era selection: primary
         detections, no duplicates between overlapping fields).
@@ -127,7 +129,7 @@ def read_photoobj(path: str | Path, model_frame_angle: bool = False,
     theta = np.where(dev, b["THETA_DEV"][:, r], b["THETA_EXP"][:, r])
     phi_deg = np.where(dev, b["PHI_DEV_DEG"][:, r], b["PHI_EXP_DEG"][:, r])
     offset = b["PHI_OFFSET"][:, r]
-    angle_deg = phi_deg + offset if model_frame_angle else phi_deg - offset
+    angle_deg = phi_deg - offset if celeste_angle else phi_deg + offset
     return CatalogEntries(
         objid=objid[keep],
         ra=f.column(table, "RA", 1)[keep],
