@@ -328,6 +328,20 @@ def test_output_options_that_cannot_work_are_refused_before_any_work(tmp_path, f
     assert not (tmp_path / "demo").exists()
 
 
+def test_patches_are_sized_by_the_sky_under_each_source(tmp_path):
+    # two equal bright stars; a local background ten times the sky over the second one's
+    # surroundings (as --sky local finds in a cluster core) shrinks its patch, not the first's
+    write_sources(tmp_path, FID, [source(25, 25, True, 4.0), source(70, 70, True, 4.0)])
+    images = load_field(tmp_path, FID)
+    entries = read_photoobj(tmp_path / "9000/1/1/photoObj-009000-1-0001.fits")
+    before = build_problem(images, entries).patches.box[:, R_BAND]
+    assert np.array_equal(before[0, 1::2] - before[0, ::2], before[1, 1::2] - before[1, ::2])
+    images[R_BAND].sky_nmgy[50:, 50:] *= 10.0
+    after = build_problem(images, entries).patches.box[:, R_BAND]
+    assert np.array_equal(after[0], before[0])
+    assert np.all(after[1, 1::2] - after[1, ::2] < before[1, 1::2] - before[1, ::2])
+
+
 def test_a_source_that_fails_before_iterating_reports_no_iterations(tmp_path):
     # two isolated sources optimised in turn by one thread; the second has no valid sky
     write_sources(tmp_path, FID, [source(20, 20, True, 4.0), source(75, 75, True, 4.0)])

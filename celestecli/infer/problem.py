@@ -96,11 +96,13 @@ def catalog_init(entries: CatalogEntries) -> np.ndarray:
 
 
 def patch_radius(psf_rows: np.ndarray, is_star: np.ndarray, radius_px: np.ndarray,
-                 flux: np.ndarray, sky: float) -> np.ndarray:
+                 flux: np.ndarray, sky) -> np.ndarray:
     """Celeste's choose_patch_radius (MODEL.md 5.5) for sources in one image.
 
     psf_rows (S, K, 6) mixtures; flux (S,) band flux of each source's catalog type (nMgy);
-    sky: sky at the image centre (nMgy per pixel).
+    sky (S,) or scalar: the sky under each source (nMgy per pixel; Celeste takes the image
+    centre's for all, which with ``--sky local`` would size a cluster core's patches for a sky
+    several times too faint).
     """
     w = psf_rows[..., 0]
     total = w.sum(axis=1)
@@ -116,7 +118,9 @@ def patch_radius(psf_rows: np.ndarray, is_star: np.ndarray, radius_px: np.ndarra
     flux = np.maximum(flux, 1e-6)
     target = np.minimum(np.exp(-0.5 * 1.64**2) / (np.sqrt(2 * np.pi) * obj_width),
                         sky / (20.0 * flux))
-    radius2 = -2.0 * obj_width**2 * (np.log(target) + 0.5 * np.log(2 * np.pi) + np.log(obj_width))
+    with np.errstate(divide="ignore"):  # no sky under a source (masked): the largest patch
+        log_target = np.log(target)
+    radius2 = -2.0 * obj_width**2 * (log_target + 0.5 * np.log(2 * np.pi) + np.log(obj_width))
     return np.minimum(np.sqrt(np.maximum(radius2, 0.0)), MAX_PATCH_RADIUS)
 
 
@@ -206,8 +210,10 @@ def build_problem(images: list, entries: CatalogEntries, params: np.ndarray | No
         psf[:, n] = rows
         flux = np.where(entries.is_star, entries.star_flux[:, im.band],
                         entries.gal_flux[:, im.band])
-        sky = float(im.sky_nmgy[ny // 2, nx // 2])
-        radius = patch_radius(rows, entries.is_star, entries.radius_px, flux, sky)
+        ix = np.clip(np.rint(px[:, 0]), 0, nx - 1).astype(np.int64)
+        iy = np.clip(np.rint(px[:, 1]), 0, ny - 1).astype(np.int64)
+        radius = patch_radius(rows, entries.is_star, entries.radius_px, flux,
+                              im.sky_nmgy[iy, ix])
         lo = np.rint(px - radius[:, None]).astype(np.int64)
         hi = np.rint(px + radius[:, None]).astype(np.int64)
         b = np.column_stack([np.maximum(lo[:, 0], 0), np.minimum(hi[:, 0], nx - 1),
