@@ -24,13 +24,18 @@ def git(cwd, *args):
                           text=True).stdout.strip()
 
 
+def commit_all(repo, *paths):
+    """``git init`` ``repo`` and commit ``paths`` (default: everything in it); HEAD's hash."""
+    git(repo, "init", "-q")
+    git(repo, "add", *(paths or ["."]))
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    return git(repo, "rev-parse", "HEAD")
+
+
 @needs_git
 def test_git_revision_is_head_and_says_when_tracked_files_changed(tmp_path):
     package = make_package(tmp_path / "repo")
-    git(tmp_path / "repo", "init", "-q")
-    git(tmp_path / "repo", "add", "pkg/__init__.py")
-    git(tmp_path / "repo", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
-    head = git(tmp_path / "repo", "rev-parse", "HEAD")
+    head = commit_all(tmp_path / "repo", "pkg/__init__.py")
     assert git_revision.__wrapped__(package) == head  # an untracked build product is not dirt
     (package / "__init__.py").write_text("VALUE = 2\n")
     assert git_revision.__wrapped__(package) == head + "-dirty"
@@ -41,7 +46,7 @@ def test_no_git_revision_outside_a_checkout_or_inside_another_repository(tmp_pat
     assert git_revision.__wrapped__(make_package(tmp_path / "plain")) == ""
     site = tmp_path / "project" / "venv" / "site-packages"
     package = make_package(site)
-    git(tmp_path / "project", "init", "-q")
+    commit_all(tmp_path / "project")  # a HEAD to name, were the repository taken for celeste's
     assert git_revision.__wrapped__(package) == ""  # the checkout is not celeste's
 
 
