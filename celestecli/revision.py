@@ -21,8 +21,11 @@ def git_revision(package_dir: Path = PACKAGE_DIR) -> str:
     """HEAD's commit of the checkout holding ``package_dir``, with ``-dirty`` when tracked files
     differ from it; "" when the package is not the top of a git checkout or git is missing."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
+        # no optional locks: status would refresh the index under .git/index.lock, and every
+        # worker asks once: a git command the user runs at that moment would fail
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(package_dir), *args],
+                              capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
 
     try:
         top = Path(git("rev-parse", "--show-toplevel")).resolve()

@@ -1,5 +1,6 @@
 """The code's identity: git revision (GITREV) and code digest (in the rerun fingerprint)."""
 
+import os
 import shutil
 import subprocess
 
@@ -39,6 +40,19 @@ def test_git_revision_is_head_and_says_when_tracked_files_changed(tmp_path):
     assert git_revision.__wrapped__(package) == head  # an untracked build product is not dirt
     (package / "__init__.py").write_text("VALUE = 2\n")
     assert git_revision.__wrapped__(package) == head + "-dirty"
+
+
+@needs_git
+def test_git_revision_leaves_the_index_alone(tmp_path):
+    # every worker asks once: git status must not rewrite the index (taking index.lock, which
+    # makes a commit the user runs at that moment fail) to refresh a file's stale stat data
+    package = make_package(tmp_path / "repo")
+    head = commit_all(tmp_path / "repo", "pkg/__init__.py")
+    index = tmp_path / "repo" / ".git" / "index"
+    os.utime(package / "__init__.py", (1e9, 1e9))  # same bytes, other mtime
+    before = index.stat().st_mtime_ns, index.read_bytes()
+    assert git_revision.__wrapped__(package) == head
+    assert (index.stat().st_mtime_ns, index.read_bytes()) == before
 
 
 @needs_git
