@@ -18,6 +18,7 @@ from celestecli.fields import FieldID
 from celestecli.infer.field import InferSettings, infer_field
 from celestecli.infer.problem import build_problem
 from celestecli.infer.settings import ELBO_TRUST_REGION
+from celestecli.model.psf_fit import PsfGrid
 from celestecli.sdss.image import load_field
 from celestecli.sdss.photoobj import read_photoobj
 
@@ -329,17 +330,29 @@ def test_output_options_that_cannot_work_are_refused_before_any_work(tmp_path, f
 
 
 def test_patches_are_sized_by_the_sky_under_each_source(tmp_path):
-    # two equal bright stars; a local background ten times the sky over the second one's
-    # surroundings (as --sky local finds in a cluster core) shrinks its patch, not the first's
-    write_sources(tmp_path, FID, [source(25, 25, True, 4.0), source(70, 70, True, 4.0)])
+    # two equal bright stars at (x, y) = (25, 70) and (80, 25); a local background ten times the
+    # sky where x < 50 and y >= 50 (as --sky local finds in a cluster core) shrinks the first
+    # one's patch, not the second's.  A copy of the second lies 30 px beyond the right edge (as
+    # photoObj rows can): the sky is read at the nearest pixel, not past the array's end.
+    write_sources(tmp_path, FID, [source(25, 70, True, 4.0), source(80, 25, True, 4.0)])
     images = load_field(tmp_path, FID)
-    entries = read_photoobj(tmp_path / "9000/1/1/photoObj-009000-1-0001.fits")
-    before = build_problem(images, entries).patches.box[:, R_BAND]
-    assert np.array_equal(before[0, 1::2] - before[0, ::2], before[1, 1::2] - before[1, ::2])
-    images[R_BAND].sky_nmgy[50:, 50:] *= 10.0
-    after = build_problem(images, entries).patches.box[:, R_BAND]
-    assert np.array_equal(after[0], before[0])
-    assert np.all(after[1, 1::2] - after[1, ::2] < before[1, 1::2] - before[1, ::2])
+    entries = read_photoobj(tmp_path / "9000/1/1/photoObj-009000-1-0001.fits").subset([0, 1, 1])
+    ra, dec = images[R_BAND].wcs.all_pix2world([25.0, 80.0, 126.0], [70.0, 25.0, 25.0], 0)
+    entries = replace(entries, ra=ra, dec=dec)
+    # PSF fits (the slow part) done once for both; the copy shares the second's grid node
+    grids = [PsfGrid(im.psf, im.electrons.shape) for im in images]
+
+    def sizes():
+        box = build_problem(images, entries, psf_grids=grids).patches.box[:, R_BAND]
+        return box[:, 1::2] - box[:, ::2]  # (x1 - x0, y1 - y0)
+
+    before = sizes()
+    assert np.array_equal(before[0], before[1]) and np.all(before[0] > 0)
+    assert before[2, 0] < 0  # off the frame: an empty box
+    images[R_BAND].sky_nmgy[50:, :50] *= 10.0
+    after = sizes()
+    assert np.array_equal(after[1], before[1])
+    assert np.all(after[0] < before[0])
 
 
 def test_a_source_that_fails_before_iterating_reports_no_iterations(tmp_path):
