@@ -99,6 +99,10 @@ def test_catalog_from_columns_casts_to_the_schema_and_fills_the_rest():
         catalog_from_columns(3, {"radius": [1.0, 2.0, 3.0]})
     with pytest.raises(TypeError):  # a float is no row count
         catalog_from_columns(3, {"n_iter": [1.5, 2.0, 3.0]})
+    with pytest.raises(TypeError, match="column n_iter"):  # nor as one value for every row
+        catalog_from_columns(3, {"n_iter": 1.5})
+    with pytest.raises(TypeError, match="column camcol"):  # no sign in an unsigned column
+        catalog_from_columns(3, {"camcol": -1})
 
 
 def test_validate_columns_names_every_missing_column():

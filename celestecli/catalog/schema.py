@@ -132,7 +132,11 @@ def catalog_from_columns(n: int, values: dict) -> Table:
     cols = []
     for spec in SCHEMA:
         value = np.asarray(values.get(spec.name, spec.fill))
-        if value.ndim == 0:  # one value for every row (a Python int fits an unsigned column)
+        if value.ndim == 0:  # one value for every row, held to the arrays' rule by its
+            # smallest type (a Python int fits an unsigned column; 1.5 is no row count)
+            if not np.can_cast(np.min_scalar_type(value), spec.dtype, "same_kind"):
+                raise TypeError(f"column {spec.name}: cannot cast {value.item()!r} to "
+                                f"{np.dtype(spec.dtype)}")
             data = np.full(n, value.item(), dtype=spec.dtype)
         else:
             data = value.astype(spec.dtype, casting="same_kind")
