@@ -1,6 +1,7 @@
 """Where the initial catalog comes from: ``celeste infer --init auto|photo|detect``.
 
-* ``photo``: the field's photoObj entries (after Celeste's selection, MODEL.md 7.4);
+* ``photo``: the field's photoObj entries (after Celeste's selection, MODEL.md 7.4,
+  BRIGHT rows dropped as it meant to);
 * ``detect``: source detection on the images (MODEL.md 7.6, ``detect.detect_sources``);
 * ``auto`` (default): photo when the photoObj has sources, else detect (SDSS Photo gives up on
   crowded fields such as M2, 2583/2/136, whose photoObj is empty).

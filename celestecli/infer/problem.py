@@ -118,7 +118,9 @@ def patch_radius(psf_rows: np.ndarray, is_star: np.ndarray, radius_px: np.ndarra
     flux = np.maximum(flux, 1e-6)
     target = np.minimum(np.exp(-0.5 * 1.64**2) / (np.sqrt(2 * np.pi) * obj_width),
                         sky / (20.0 * flux))
-    with np.errstate(divide="ignore"):  # no sky under a source (masked): the largest patch
+    # a zero sky gives the largest patch (masked pixels keep their sky, and frames and
+    # --sky local keep it above MIN_SKY: only hand-made images have one)
+    with np.errstate(divide="ignore"):
         log_target = np.log(target)
     radius2 = -2.0 * obj_width**2 * (log_target + 0.5 * np.log(2 * np.pi) + np.log(obj_width))
     return np.minimum(np.sqrt(np.maximum(radius2, 0.0)), MAX_PATCH_RADIUS)

@@ -1,4 +1,5 @@
-"""SDSS photoObj catalog -> initial catalog entries, with Celeste's selection (MODEL.md 7.4).
+"""SDSS photoObj catalog -> initial catalog entries, with Celeste's selection (MODEL.md 7.4;
+BRIGHT rows dropped as it meant to, see ``BAD_OBJC_FLAGS``).
 
 Shape parameters come from the r band.  Fluxes are in nanomaggies, radii in pixels, angles in
 radians.  A photoObj with no table (Photo found no objects, e.g. 2583/2/136) or with zero rows
@@ -71,7 +72,8 @@ def _has_rows(f: FitsFile) -> bool:
 
 
 def selection(objc_type, frac_dev_r, nchild, objc_flags, objc_flags2) -> np.ndarray:
-    """Celeste's row filter: clean, childless stars and galaxies with 0 <= FRACDEV_r <= 1."""
+    """Celeste's row filter (BRIGHT as it meant, not its bit 0): clean, childless stars and
+    galaxies with 0 <= FRACDEV_r <= 1."""
     return (np.isin(objc_type, (TYPE_STAR, TYPE_GALAXY))
             & (frac_dev_r >= 0) & (frac_dev_r <= 1)
             & (nchild == 0)
@@ -81,7 +83,7 @@ def selection(objc_type, frac_dev_r, nchild, objc_flags, objc_flags2) -> np.ndar
 
 def read_photoobj(path: str | Path, celeste_angle: bool = False,
                   primary_only: bool = False) -> CatalogEntries:
-    """Catalog entries of the objects in a photoObj file that pass Celeste's selection.
+    """Catalog entries of the objects in a photoObj file that pass ``selection``.
 
     Parameters
     ----------
