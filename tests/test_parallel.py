@@ -128,7 +128,7 @@ def test_changed_settings_make_a_catalog_out_of_date(pool_run, sim_data, tmp_pat
     assert json.loads(run.stdout)["status"] == "done"
     # the user is told that the existing catalog is replaced, and why
     assert (f"{fid}: {catalog_of(out, fid)} was made from other inputs, settings or celeste "
-            "version; replacing it") in run.stderr
+            "code; replacing it") in run.stderr
     assert read_catalog(catalog_of(out, fid)).meta["provenance"].seed == 7
 
 

@@ -141,12 +141,12 @@ def run_demo(out_dir: Path, settings: InferSettings) -> None:
 def infer_command(app, jobs, demo, **options):
     """Infer a catalog for each FIELD from its five SDSS images.
 
-    Fields whose catalog exists with the same inputs, settings and celeste version are
-    skipped (--force redoes them); a field that another run is processing is left to it.
-    Catalogs are written atomically, so an interrupted run leaves none half-written and the
-    next run does the rest.  Exit 0 when no field failed, 3 when some failed and 1 when all
-    did (a single field's own error status: 1, or 2 for bad input such as a --region off the
-    frame).
+    Fields whose catalog exists with the same inputs, settings and celeste code (version,
+    modules, compiled kernels) are skipped (--force redoes them); a field that another run is
+    processing is left to it.  Catalogs are written atomically, so an interrupted run leaves
+    none half-written and the next run does the rest.  Exit 0 when no field failed, 3 when
+    some failed and 1 when all did (a single field's own error status: 1, or 2 for bad input
+    such as a --region off the frame).
     """
     from celestecli.parallel.pool import run_pool
     from celestecli.parallel.serial import run_serial

@@ -129,7 +129,7 @@ def _infer_and_write(config: JobConfig, fid: FieldID, target, progress, started)
         return Outcome(str(fid), SKIPPED, output=str(target),
                        seconds=time.perf_counter() - started)
     if stored is not None and stored != fprint:  # e.g. a whole-field catalog, now a --region
-        log.info("%s: %s was made from other inputs, settings or celeste version; replacing it",
+        log.info("%s: %s was made from other inputs, settings or celeste code; replacing it",
                  fid, target)
     result = infer_field(config.data_dir, fid, config.settings, progress=progress)
     write_catalog(result.table, target, fmt=config.fmt,
