@@ -4,7 +4,7 @@
 #   scripts/cron-example.sh FIELD_LIST OUT_DIR [celeste infer options...]
 #
 # Downloads the files that are missing, then infers every field whose catalog is missing or out
-# of date (new inputs, settings or celeste version).  Safe to overlap with itself or any other
+# of date (new inputs, settings or celeste code).  Safe to overlap with itself or any other
 # celeste run on OUT_DIR: a field being processed elsewhere is left to that run, and one that an
 # earlier run did not finish (killed, time-out, failure) is done now.  A line per field goes to
 # OUT_DIR/status.jsonl.  Exit 0 when every field is up to date, 3 when some failed (1 when
