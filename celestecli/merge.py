@@ -16,8 +16,10 @@ The rule:
 
 The output is sorted by ``(run, camcol, field, objid, ra, dec)``, so it does not depend on the
 order of the inputs; merging the same inputs twice gives the same table. A field may appear in
-only one input file. Image sizes come from the inputs' ``IMAGEW``/``IMAGEH`` provenance
-keywords when present, else the SDSS frame size (2048 x 1489).
+only one input file, unless each of its inputs is a ``celeste infer --region`` run (provenance
+``REGION``) and their boxes do not overlap: a region's catalog holds the sources whose start
+lies inside it, so disjoint regions never share one. Image sizes come from the inputs'
+``IMAGEW``/``IMAGEH`` provenance keywords when present, else the SDSS frame size (2048 x 1489).
 """
 
 import logging
@@ -30,6 +32,7 @@ from scipy.spatial import cKDTree
 
 from celestecli.catalog import InputFile, Provenance, read_catalog, validate_columns
 from celestecli.errors import UsageError
+from celestecli.infer.settings import Region
 from celestecli.validate.matching import DEFAULT_TOLERANCE_ARCSEC, chord_for_angle, unit_vectors
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,39 @@ def _image_shape(prov: Provenance | None) -> tuple[int | None, int | None]:
     return prov.extra.get("IMAGEW"), prov.extra.get("IMAGEH")
 
 
+def _region(path: Path, prov: Provenance | None) -> Region | None:
+    """The --region an input was inferred over (None: the whole field, or not recorded)."""
+    text = prov.extra.get("REGION") if prov is not None else None
+    if not text:
+        return None
+    try:
+        return Region.parse(str(text))
+    except UsageError as exc:
+        raise UsageError(f"{path}: unreadable REGION {text!r} in its provenance") from exc
+
+
+def _overlap(a: Region, b: Region) -> bool:
+    return a.x0 <= b.x1 and b.x0 <= a.x1 and a.y0 <= b.y1 and b.y0 <= a.y1
+
+
+def _check_field_owners(paths, tables, provs) -> list[str]:
+    """The fields of the inputs ("run/camcol/field"); raises when one comes from two inputs
+    that are not --region runs over disjoint boxes."""
+    owners: dict[tuple[int, int, int], list[tuple[Path, Region | None]]] = {}
+    for path, table, prov in zip(paths, tables, provs, strict=True):
+        region = _region(path, prov)
+        for fid in sorted(_field_ids(table)):
+            for other_path, other in owners.get(fid, []):
+                if region is None or other is None or _overlap(region, other):
+                    raise UsageError(
+                        f"field {'/'.join(map(str, fid))} is in both {other_path} "
+                        f"({other or 'whole field'}) and {path} ({region or 'whole field'}): "
+                        "a field may come from one input only, or from --region runs whose "
+                        "boxes do not overlap")
+            owners.setdefault(fid, []).append((path, region))
+    return ["/".join(map(str, fid)) for fid in sorted(owners)]
+
+
 def _common(values):
     """The value every input records, or None when one lacks it or two differ."""
     distinct = set(values)
@@ -165,13 +201,7 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
                 f"has extra {', '.join(extra)}" if extra else ""]))
             raise UsageError(f"{path} has other columns than {paths[0]}: {detail}")
 
-    owner: dict[tuple[int, int, int], Path] = {}
-    for path, table in zip(paths, tables, strict=True):
-        for fid in sorted(_field_ids(table)):
-            if fid in owner:
-                raise UsageError(f"field {'/'.join(map(str, fid))} is in both {owner[fid]} "
-                                 f"and {path}: each field may come from one input only")
-            owner[fid] = path
+    fields = _check_field_owners(paths, tables, provs)
 
     widths, heights = [], []
     for path, table, prov in zip(paths, tables, provs, strict=True):
@@ -211,7 +241,6 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
     shapes = {_image_shape(p) for p in provs}
     if len(shapes) == 1 and None not in next(iter(shapes)):
         extra["IMAGEW"], extra["IMAGEH"] = next(iter(shapes))
-    fields = ["/".join(map(str, fid)) for fid in sorted(owner)]
     prov = Provenance(command_line=command_line, fields=fields, inputs=inputs, history=history,
                       extra=extra, release=_common(p.release if p else None for p in provs),
                       rerun=_common(p.rerun if p else None for p in provs))

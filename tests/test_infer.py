@@ -183,6 +183,14 @@ def test_a_region_infers_only_the_sources_inside_it(tmp_path):
     assert (f"{inside.sum()} of them inside the region 0:48,0:96; the {(~inside).sum()} around "
             "it stay fixed") in done.stderr
     assert sorted(read_catalog(out)["objid"]) == sorted(truth.objid[inside])
+    # the rest of the frame as a second region: merge takes both, each source once
+    rest = tmp_path / "rest.fits"
+    done = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--region", "48:96,0:96",
+                   "--passes", "1", "-o", str(rest))
+    assert done.returncode == 0, done.stderr
+    merged = run_cli("merge", str(out), str(rest), "-o", str(tmp_path / "field.fits"))
+    assert merged.returncode == 0, merged.stderr
+    assert sorted(read_catalog(tmp_path / "field.fits")["objid"]) == sorted(truth.objid)
 
 
 def test_streaming_to_a_reader_that_stops_early_ends_quietly(tmp_path):

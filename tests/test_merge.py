@@ -243,6 +243,45 @@ def test_inputs_that_cannot_be_merged_are_refused(tmp_path):
     assert merge_catalogs([a, a]).n_duplicates == 0  # the same path twice is merged once
 
 
+def region_catalogs(folder: Path, regions) -> list[Path]:
+    """Catalogs of field 94/1/10 as ``infer --region`` writes them: each the sources inside its
+    box (``REGION``, X0:X1,Y0:Y1 end exclusive; None: a whole-field run)."""
+    table = field_catalog(10, 0, seed=1)
+    paths = []
+    for i, region in enumerate(regions):
+        extra = {"IMAGEW": W, "IMAGEH": H}
+        inside = np.ones(len(table), dtype=bool)
+        if region is not None:
+            extra["REGION"] = region
+            (x0, x1), (y0, y1) = (map(int, part.split(":")) for part in region.split(","))
+            inside = ((table["x"] >= x0 - 0.5) & (table["x"] < x1 - 0.5)
+                      & (table["y"] >= y0 - 0.5) & (table["y"] < y1 - 0.5))
+        path = folder / f"part{i}.fits"
+        write_catalog(table[inside], path,
+                      provenance=Provenance(fields=["94/1/10"], extra=extra))
+        paths.append(path)
+    return paths
+
+
+def test_region_runs_of_one_field_merge_when_their_boxes_do_not_overlap(tmp_path):
+    left, right = region_catalogs(tmp_path, ["0:100,0:150", "100:200,0:150"])
+    result = merge_catalogs([left, right])
+    whole = field_catalog(10, 0, seed=1)
+    assert sorted(result.table["objid"]) == sorted(whole["objid"])  # each source once
+    assert result.n_duplicates == 0
+    assert result.provenance.fields == ["94/1/10"]
+
+
+@pytest.mark.parametrize("regions, named", [
+    (["0:101,0:150", "100:200,0:150"], r"\(0:101,0:150\) and .*part1.fits \(100:200,0:150\)"),
+    (["0:100,0:150", None], r"\(0:100,0:150\) and .*part1.fits \(whole field\)"),
+])
+def test_overlapping_or_whole_field_runs_of_one_field_are_refused(tmp_path, regions, named):
+    paths = region_catalogs(tmp_path, regions)
+    with pytest.raises(UsageError, match=r"94/1/10 is in both .*part0.fits " + named):
+        merge_catalogs(paths)
+
+
 def test_edge_distance():
     np.testing.assert_allclose(edge_distance([0, 100, 2047, 1000], [700, 0, 700, 744], 2048,
                                              1489), [0.5, 0.5, 0.5, 744.5])
