@@ -13,13 +13,16 @@ The rule:
   ``(run, camcol, field, objid, ra, dec)``.
 * Greedily, in that order of preference: a row is kept unless a row of another field within
   the tolerance was kept before it. This is well defined for chains of near neighbours too.
+* A field given as several ``celeste infer --region`` catalogs (provenance ``REGION``; their
+  boxes must not overlap) counts as one field per region: rows of different regions within the
+  tolerance are duplicates too (a source on the border between two regions may be detected in
+  both runs), and the edge that counts is the nearer of the frame's and the region's.
 
 The output is sorted by ``(run, camcol, field, objid, ra, dec)``, so it does not depend on the
 order of the inputs; merging the same inputs twice gives the same table. A field may appear in
-only one input file, unless each of its inputs is a ``celeste infer --region`` run (provenance
-``REGION``) and their boxes do not overlap: a region's catalog holds the sources whose start
-lies inside it, so disjoint regions never share one. Image sizes come from the inputs'
-``IMAGEW``/``IMAGEH`` provenance keywords when present, else the SDSS frame size (2048 x 1489).
+only one input file, unless each of its inputs is a region run as above. Image sizes come from
+the inputs' ``IMAGEW``/``IMAGEH`` provenance keywords when present, else the SDSS frame size
+(2048 x 1489).
 """
 
 import logging
@@ -62,9 +65,10 @@ def _sort_order(table: Table, keys) -> np.ndarray:
     return np.lexsort(present[::-1]) if present else np.arange(len(table))
 
 
-def duplicate_rows(table: Table, edge: np.ndarray,
+def duplicate_rows(table: Table, edge: np.ndarray, piece: np.ndarray,
                    tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC) -> np.ndarray:
-    """Boolean mask of rows to drop as duplicates of better-placed rows of other fields."""
+    """Boolean mask of rows to drop as duplicates of better-placed rows of other pieces (a
+    piece: a field, or one --region run of a field, numbered in ``piece``)."""
     n = len(table)
     drop = np.zeros(n, dtype=bool)
     ok = np.flatnonzero(np.isfinite(table["ra"]) & np.isfinite(table["dec"]))
@@ -75,9 +79,7 @@ def duplicate_rows(table: Table, edge: np.ndarray,
     if pairs.size == 0:
         return drop
     i, j = ok[pairs[:, 0]], ok[pairs[:, 1]]
-    field_id = np.column_stack([np.asarray(table[c], dtype=np.int64)
-                                for c in ("run", "camcol", "field")])
-    cross = np.any(field_id[i] != field_id[j], axis=1)
+    cross = piece[i] != piece[j]
     i, j = i[cross], j[cross]
     if i.size == 0:
         return drop
@@ -137,12 +139,11 @@ def _overlap(a: Region, b: Region) -> bool:
     return a.x0 <= b.x1 and b.x0 <= a.x1 and a.y0 <= b.y1 and b.y0 <= a.y1
 
 
-def _check_field_owners(paths, tables, provs) -> list[str]:
+def _check_field_owners(paths, tables, regions) -> list[str]:
     """The fields of the inputs ("run/camcol/field"); raises when one comes from two inputs
     that are not --region runs over disjoint boxes."""
     owners: dict[tuple[int, int, int], list[tuple[Path, Region | None]]] = {}
-    for path, table, prov in zip(paths, tables, provs, strict=True):
-        region = _region(path, prov)
+    for path, table, region in zip(paths, tables, regions, strict=True):
         for fid in sorted(_field_ids(table)):
             for other_path, other in owners.get(fid, []):
                 if region is None or other is None or _overlap(region, other):
@@ -153,6 +154,23 @@ def _check_field_owners(paths, tables, provs) -> list[str]:
                         "boxes do not overlap")
             owners.setdefault(fid, []).append((path, region))
     return ["/".join(map(str, fid)) for fid in sorted(owners)]
+
+
+def _region_edge_distance(x, y, region: Region) -> np.ndarray:
+    """Distance in pixels from (x, y) to the nearest edge of the region (negative outside)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return np.minimum.reduce([x - (region.x0 - 0.5), region.x1 + 0.5 - x,
+                              y - (region.y0 - 0.5), region.y1 + 0.5 - y])
+
+
+def _pieces(tables) -> np.ndarray:
+    """Per row of the stacked tables, the number of its piece: its field within its input."""
+    keys = np.concatenate([
+        np.column_stack([np.asarray(t[c], dtype=np.int64) for c in ("run", "camcol", "field")]
+                        + [np.full(len(t), k, dtype=np.int64)])
+        for k, t in enumerate(tables)])
+    return np.unique(keys, axis=0, return_inverse=True)[1].ravel()
 
 
 def _common(values):
@@ -201,23 +219,25 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
                 f"has extra {', '.join(extra)}" if extra else ""]))
             raise UsageError(f"{path} has other columns than {paths[0]}: {detail}")
 
-    fields = _check_field_owners(paths, tables, provs)
+    regions = [_region(path, prov) for path, prov in zip(paths, provs, strict=True)]
+    fields = _check_field_owners(paths, tables, regions)
 
-    widths, heights = [], []
-    for path, table, prov in zip(paths, tables, provs, strict=True):
+    edges = []
+    for path, table, prov, region in zip(paths, tables, provs, regions, strict=True):
         w, h = _image_shape(prov)
         if (w is None or h is None) and len(paths) > 1:
             log.warning("%s does not record its frame size (IMAGEW, IMAGEH): its distances "
                         "to the field's edge assume SDSS's %d x %d", path, SDSS_FRAME_WIDTH,
                         SDSS_FRAME_HEIGHT)
-        widths.append(np.full(len(table), w or SDSS_FRAME_WIDTH, dtype=np.float64))
-        heights.append(np.full(len(table), h or SDSS_FRAME_HEIGHT, dtype=np.float64))
+        edge = edge_distance(table["x"], table["y"], w or SDSS_FRAME_WIDTH,
+                             h or SDSS_FRAME_HEIGHT)
+        if region is not None:
+            edge = np.minimum(edge, _region_edge_distance(table["x"], table["y"], region))
+        edges.append(edge)
     columns = tables[0].colnames
     merged = vstack([t[columns] for t in tables], join_type="exact",
                     metadata_conflicts="silent")
-    edge = edge_distance(merged["x"], merged["y"], np.concatenate(widths),
-                         np.concatenate(heights))
-    drop = duplicate_rows(merged, edge, tolerance_arcsec)
+    drop = duplicate_rows(merged, np.concatenate(edges), _pieces(tables), tolerance_arcsec)
     out = merged[~drop]
     out = out[_sort_order(out, _SORT_KEYS)]
     out.meta = {}

@@ -272,6 +272,23 @@ def test_region_runs_of_one_field_merge_when_their_boxes_do_not_overlap(tmp_path
     assert result.provenance.fields == ["94/1/10"]
 
 
+def test_a_source_on_the_border_of_two_regions_is_kept_once_from_the_deeper_side(tmp_path):
+    # both runs found one source on their shared border (detections of different cut-outs
+    # differ a little): the left one at x = 99.4, 0.1 px inside its box, the right one at
+    # x = 99.7, 0.2 px inside its own (box edges at 99.5); their frame edges would pick the left
+    paths = region_catalogs(tmp_path, ["0:100,0:150", "100:200,0:150"])
+    for path, objid, x in zip(paths, (7001, 7002), (99.4, 99.7), strict=True):
+        table = read_catalog(path)
+        prov = table.meta["provenance"]
+        row = {name: table[name][0] for name in table.colnames}
+        row.update(objid=objid, x=x, y=52.0, ra=RA0 + x * PX, dec=52.0 * PX)
+        table.add_row([row[name] for name in table.colnames])
+        write_catalog(table, path, provenance=prov)
+    result = merge_catalogs(paths)
+    assert result.n_duplicates == 1
+    assert 7002 in result.table["objid"] and 7001 not in result.table["objid"]
+
+
 @pytest.mark.parametrize("regions, named", [
     (["0:101,0:150", "100:200,0:150"], r"\(0:101,0:150\) and .*part1.fits \(100:200,0:150\)"),
     (["0:100,0:150", None], r"\(0:100,0:150\) and .*part1.fits \(whole field\)"),
