@@ -35,6 +35,7 @@ from scipy.spatial import cKDTree
 
 from celestecli.catalog import InputFile, Provenance, read_catalog, validate_columns
 from celestecli.errors import UsageError
+from celestecli.fields import FieldID
 from celestecli.infer.settings import Region
 from celestecli.validate.matching import DEFAULT_TOLERANCE_ARCSEC, chord_for_angle, unit_vectors
 
@@ -139,21 +140,44 @@ def _overlap(a: Region, b: Region) -> bool:
     return a.x0 <= b.x1 and b.x0 <= a.x1 and a.y0 <= b.y1 and b.y0 <= a.y1
 
 
-def _check_field_owners(paths, tables, regions) -> list[str]:
-    """The fields of the inputs ("run/camcol/field"); raises when one comes from two inputs
-    that are not --region runs over disjoint boxes."""
-    owners: dict[tuple[int, int, int], list[tuple[Path, Region | None]]] = {}
-    for path, table, region in zip(paths, tables, regions, strict=True):
+def _extent(region: Region | None, prov: Provenance | None) -> str:
+    """How much of its field an input covers, for messages."""
+    if region is not None:
+        return str(region)
+    if prov is None:  # CSV: no provenance, so no REGION either
+        return "whole field: no provenance, so no REGION (CSV keeps none; use FITS or ECSV)"
+    return "whole field: no REGION"
+
+
+def _check_field_owners(paths, tables, regions, provs) -> list[tuple[int, int, int]]:
+    """The fields the inputs' rows belong to; raises when one comes from two inputs that are
+    not --region runs over disjoint boxes."""
+    owners: dict[tuple[int, int, int], list[tuple[Path, Region | None, str]]] = {}
+    for path, table, region, prov in zip(paths, tables, regions, provs, strict=True):
+        extent = _extent(region, prov)
         for fid in sorted(_field_ids(table)):
-            for other_path, other in owners.get(fid, []):
+            for other_path, other, other_extent in owners.get(fid, []):
                 if region is None or other is None or _overlap(region, other):
                     raise UsageError(
                         f"field {'/'.join(map(str, fid))} is in both {other_path} "
-                        f"({other or 'whole field'}) and {path} ({region or 'whole field'}): "
-                        "a field may come from one input only, or from --region runs whose "
-                        "boxes do not overlap")
-            owners.setdefault(fid, []).append((path, region))
-    return ["/".join(map(str, fid)) for fid in sorted(owners)]
+                        f"({other_extent}) and {path} ({extent}): a field may come from one "
+                        "input only, or from --region runs whose boxes do not overlap")
+            owners.setdefault(fid, []).append((path, region, extent))
+    return list(owners)
+
+
+def _recorded_fields(provs) -> set[tuple[int, int, int]]:
+    """The fields the inputs' provenance names, rows or not (a --region run of a source-free
+    box, or a blank field, writes an empty catalog of its field)."""
+    out = set()
+    for prov in provs:
+        for text in prov.fields if prov is not None else []:
+            try:
+                fid = FieldID.parse(text)
+            except UsageError:
+                continue  # not ours to check: the output lists the fields it can read
+            out.add((fid.run, fid.camcol, fid.field))
+    return out
 
 
 def _region_edge_distance(x, y, region: Region) -> np.ndarray:
@@ -220,7 +244,8 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
             raise UsageError(f"{path} has other columns than {paths[0]}: {detail}")
 
     regions = [_region(path, prov) for path, prov in zip(paths, provs, strict=True)]
-    fields = _check_field_owners(paths, tables, regions)
+    fields = set(_check_field_owners(paths, tables, regions, provs))
+    fields |= _recorded_fields(provs)
 
     edges = []
     for path, table, prov, region in zip(paths, tables, provs, regions, strict=True):
@@ -256,12 +281,14 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
             inputs.append(InputFile(f.path, f.sha256, f.url, via, f.note))
     history.append(f"celeste merge: {len(paths)} catalogs, {len(merged)} rows in, "
                    f"{int(drop.sum())} duplicates within {tolerance_arcsec:g} arcsec removed "
-                   "(kept the copy farthest from its field's edge)")
+                   "(kept the copy farthest from its field's or region's edge)")
     extra = {"NINROWS": len(merged), "NDUPS": int(drop.sum()), "DUPTOL": tolerance_arcsec}
     shapes = {_image_shape(p) for p in provs}
     if len(shapes) == 1 and None not in next(iter(shapes)):
         extra["IMAGEW"], extra["IMAGEH"] = next(iter(shapes))
-    prov = Provenance(command_line=command_line, fields=fields, inputs=inputs, history=history,
-                      extra=extra, release=_common(p.release if p else None for p in provs),
+    prov = Provenance(command_line=command_line,
+                      fields=["/".join(map(str, fid)) for fid in sorted(fields)],
+                      inputs=inputs, history=history, extra=extra,
+                      release=_common(p.release if p else None for p in provs),
                       rerun=_common(p.rerun if p else None for p in provs))
     return MergeResult(out, len(merged), int(drop.sum()), prov)

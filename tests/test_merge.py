@@ -291,12 +291,50 @@ def test_a_source_on_the_border_of_two_regions_is_kept_once_from_the_deeper_side
 
 @pytest.mark.parametrize("regions, named", [
     (["0:101,0:150", "100:200,0:150"], r"\(0:101,0:150\) and .*part1.fits \(100:200,0:150\)"),
-    (["0:100,0:150", None], r"\(0:100,0:150\) and .*part1.fits \(whole field\)"),
+    (["0:100,0:150", None], r"\(0:100,0:150\) and .*part1.fits \(whole field: no REGION\)"),
 ])
 def test_overlapping_or_whole_field_runs_of_one_field_are_refused(tmp_path, regions, named):
     paths = region_catalogs(tmp_path, regions)
     with pytest.raises(UsageError, match=r"94/1/10 is in both .*part0.fits " + named):
         merge_catalogs(paths)
+
+
+@pytest.mark.parametrize("fmt", ["ecsv", "csv"])
+def test_region_runs_as_text_merge_from_ecsv_and_csv_is_refused_saying_why(tmp_path, fmt):
+    paths = []
+    for path in region_catalogs(tmp_path, ["0:100,0:150", "100:200,0:150"]):
+        table = read_catalog(path)
+        paths.append(path.with_suffix(f".{fmt}"))
+        write_catalog(table, paths[-1], provenance=table.meta["provenance"])
+    if fmt == "ecsv":  # ECSV keeps the provenance, REGION included
+        assert len(merge_catalogs(paths).table) == len(field_catalog(10, 0, seed=1))
+        return
+    with pytest.raises(UsageError, match=r"part0.csv \(whole field: no provenance, so no "
+                                         r"REGION \(CSV keeps none; use FITS or ECSV\)\)"):
+        merge_catalogs(paths)
+
+
+def test_a_merged_catalog_of_regions_counts_as_its_field_with_no_region(tmp_path):
+    a, b, c = region_catalogs(tmp_path, ["0:100,0:150", "100:150,0:150", "150:200,0:150"])
+    first = merge_catalogs([a, b])
+    ab = tmp_path / "ab.fits"
+    write_catalog(first.table, ab, provenance=first.provenance)
+    with pytest.raises(UsageError, match=r"ab.fits \(whole field: no REGION\) and "
+                                         r".*part2.fits \(150:200,0:150\)"):
+        merge_catalogs([ab, c])
+
+
+def test_fields_of_empty_inputs_are_recorded(tmp_path):
+    # a --region run of a box without sources writes an empty catalog of its field
+    full, empty = region_catalogs(tmp_path, ["0:200,0:150", "0:1,0:1"])
+    other = tmp_path / "other.fits"
+    write_catalog(empty_catalog(0), other, provenance=Provenance(
+        fields=["94/1/11"], extra={"IMAGEW": W, "IMAGEH": H, "REGION": "0:1,0:1"}))
+    assert len(read_catalog(empty)) == 0
+    assert merge_catalogs([other]).provenance.fields == ["94/1/11"]
+    result = merge_catalogs([full, empty, other])
+    assert result.provenance.fields == ["94/1/10", "94/1/11"]
+    assert len(result.table) == len(read_catalog(full))
 
 
 def test_edge_distance():
