@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import Table, vstack
 from click.testing import CliRunner
 
 from celestecli.catalog import InputFile, Provenance, empty_catalog, read_catalog, write_catalog
@@ -297,6 +297,34 @@ def test_overlapping_or_whole_field_runs_of_one_field_are_refused(tmp_path, regi
     paths = region_catalogs(tmp_path, regions)
     with pytest.raises(UsageError, match=r"94/1/10 is in both .*part0.fits " + named):
         merge_catalogs(paths)
+
+
+def test_region_runs_split_along_y_merge_and_share_a_border_source(tmp_path):
+    # the boxes share columns and split the rows; a source on their border (y = 74.5) found at
+    # y = 74.4 by the lower-y run (0.1 px inside its box) and 74.7 by the other (0.2 px inside)
+    paths = region_catalogs(tmp_path, ["0:200,0:75", "0:200,75:150"])
+    for path, objid, y in zip(paths, (7001, 7002), (74.4, 74.7), strict=True):
+        table = read_catalog(path)
+        prov = table.meta["provenance"]
+        row = {name: table[name][0] for name in table.colnames}
+        row.update(objid=objid, x=52.0, y=y, ra=RA0 + 52.0 * PX, dec=y * PX)
+        table.add_row([row[name] for name in table.colnames])
+        write_catalog(table, path, provenance=prov)
+    result = merge_catalogs(paths)
+    assert result.n_duplicates == 1
+    assert 7002 in result.table["objid"] and 7001 not in result.table["objid"]
+    assert len(result.table) == len(field_catalog(10, 0, seed=1)) + 1
+
+
+def test_one_input_holding_two_overlapping_fields_loses_its_duplicates(tmp_path):
+    a, b = write_fields(tmp_path)
+    apart = merge_catalogs([a, b])
+    both = tmp_path / "both.fits"  # the two fields' rows in one file, as a user may stack them
+    write_catalog(vstack([read_catalog(a), read_catalog(b)], metadata_conflicts="silent"), both,
+                  provenance=Provenance(extra={"IMAGEW": W, "IMAGEH": H}))
+    together = merge_catalogs([both])
+    assert apart.n_duplicates > 0 and together.n_duplicates == apart.n_duplicates
+    assert sorted(together.table["objid"]) == sorted(apart.table["objid"])
 
 
 @pytest.mark.parametrize("fmt", ["ecsv", "csv"])
