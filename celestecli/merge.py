@@ -6,7 +6,8 @@ The rule:
 
 * Two rows from *different* fields (``run, camcol, field`` columns) whose positions differ by
   less than the tolerance (default 0.396 arcsec, one SDSS pixel) are the same source. Rows of
-  the same field are never merged: inference may well fit two close sources in one field.
+  the same field (of one input) are never merged: inference may well fit two close sources
+  in one field.
 * Of a group of such duplicates, the row kept is the one lying farthest from the edge of its
   own field's image, measured from its ``x, y`` position in that field's r frame: the fit
   there saw the most of the source's surroundings. Ties fall to the smaller

@@ -27,13 +27,14 @@ def merge_command(catalogs, output, fmt, tolerance):
 
     Rows of different fields (run, camcol, field columns) within --tolerance of each other are
     one source; the row kept is the one farthest from the edge of its own field's image (from
-    its x, y position in that field's r frame), ties to the smaller (run, camcol, field, objid).
-    Rows of one field are never merged with each other. Each field may come from one input
-    only, or from `infer --region` runs over boxes that do not overlap; those count as fields of
-    their own, with the nearer of the frame's and the region's edge. The output is sorted by
-    (run, camcol, field, objid, ra, dec), so it does not depend on the order of the inputs, and
-    records every input (path, SHA-256, and the inputs' own inputs) in its provenance. It is
-    written atomically: a failure leaves no partial file.
+    its x, y position in that field's r frame), ties to the smaller (run, camcol, field, objid,
+    ra, dec). Rows of one field in one input are never merged with each other. Each field may
+    come from one input only, or from `infer --region` runs over boxes that do not overlap, in
+    FITS or ECSV (CSV keeps no provenance, so no region); those count as fields of their own,
+    with the nearer of the frame's and the region's edge. The output is sorted by (run, camcol,
+    field, objid, ra, dec), so it does not depend on the order of the inputs, and records every
+    input (path, SHA-256, and the inputs' own inputs) in its provenance. It is written
+    atomically: a failure leaves no partial file.
     """
     from celestecli.merge import merge_catalogs
 
