@@ -193,6 +193,22 @@ def test_a_region_infers_only_the_sources_inside_it(tmp_path):
     assert sorted(read_catalog(tmp_path / "field.fits")["objid"]) == sorted(truth.objid)
 
 
+def test_detections_of_disjoint_regions_never_share_an_objid(tmp_path):
+    write_sources(tmp_path, FID, crowd(8), seed=4)
+    parts = []
+    for region in ("0:48,0:96", "48:96,0:96"):
+        part = tmp_path / f"{region.split(',')[0].replace(':', '-')}.fits"
+        done = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "--region", region,
+                       "--init", "detect", "--passes", "1", "-o", str(part))
+        assert done.returncode == 0, done.stderr
+        parts.append(read_catalog(part)["objid"])
+    # numbered from Y0 X0 * 10^6 (each run numbers the detections around its box, its
+    # neighbours too): from 0 for the first box, from 48 * 10^6 for the second
+    assert np.all((parts[0] >= 0) & (parts[0] < 1_000_000))
+    assert np.all((parts[1] >= 48_000_000) & (parts[1] < 49_000_000))
+    assert len(set(parts[0]) | set(parts[1])) == len(parts[0]) + len(parts[1]) > 0
+
+
 def test_streaming_to_a_reader_that_stops_early_ends_quietly(tmp_path):
     rng = np.random.default_rng(7)
     sources = [source(*rng.uniform(10, 290, 2), True, 3.0) for _ in range(90)]

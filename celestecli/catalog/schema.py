@@ -52,7 +52,7 @@ IVAR = u.nanomaggy**-2
 def _specs() -> list[ColumnSpec]:
     s = [
         ColumnSpec("objid", "int64", None,
-                   "SDSS objID (photoObj start) or detection index (of its field or region)"),
+                   "SDSS objID (photoObj start) or detection index; unique within a field"),
         ColumnSpec("run", "int16", None, "SDSS run of the field the source was fitted in"),
         ColumnSpec("camcol", "uint8", None, "SDSS camera column (1-6) of that field"),
         ColumnSpec("field", "int16", None, "SDSS field number of that field"),

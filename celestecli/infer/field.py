@@ -93,7 +93,9 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
         if settings.region is not None:
             check_region(settings.region.box(), r_image)
             box = settings.region.box(REGION_MARGIN)
-        entries = initial_catalog(photo, photoobj_path, fid, images, settings.init, box)
+        base = settings.region.detection_objid_base() if settings.region is not None else 0
+        entries = initial_catalog(photo, photoobj_path, fid, images, settings.init, box,
+                                  detection_objid_base=base)
         targets = np.flatnonzero(_targets(images, entries, settings.region))
         if settings.region is not None:
             log.info("%s: %d of them inside the region %s; the %d around it stay fixed, as "

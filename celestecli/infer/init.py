@@ -24,10 +24,15 @@ def read_field_photoobj(data_dir: Path, fid: FieldID,
 
 
 def initial_catalog(photo: CatalogEntries | None, photoobj_path: Path, fid: FieldID,
-                    images: list, mode: str, box: tuple[int, int, int, int] | None = None):
+                    images: list, mode: str, box: tuple[int, int, int, int] | None = None,
+                    detection_objid_base: int = 0):
     """Initial sources of the field (restricted to the r-frame pixel ``box`` if given), from
-    ``read_field_photoobj``'s result or from detection on ``images``."""
+    ``read_field_photoobj``'s result or from detection on ``images``; detections are numbered
+    from ``detection_objid_base`` (``Region.detection_objid_base``)."""
     entries, origin = choose_init(photo, images, mode, photoobj_path=photoobj_path, region=box)
     log.info("%s: %d initial sources from %s", fid, len(entries),
              photoobj_path.name if origin == "photo" else "detection")
+    if origin == "detect" and detection_objid_base:
+        entries = CatalogEntries(**{**vars(entries),
+                                    "objid": entries.objid + detection_objid_base})
     return entries

@@ -52,6 +52,12 @@ class Region:
         """(x0, x1, y0, y1), widened by ``margin`` pixels on every side."""
         return (self.x0 - margin, self.x1 + margin, self.y0 - margin, self.y1 + margin)
 
+    def detection_objid_base(self) -> int:
+        """Where a run over this region numbers its detections from: Y0 X0 in decimal digits
+        above six for the index (310:410,630:730 gives 6300310000000, 6300310000001, ...),
+        so the detections of disjoint regions of one field never share an objid."""
+        return (self.y0 * 10_000 + self.x0) * 1_000_000
+
     def __str__(self) -> str:
         return f"{self.x0}:{self.x1 + 1},{self.y0}:{self.y1 + 1}"
 
