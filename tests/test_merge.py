@@ -263,6 +263,16 @@ def region_catalogs(folder: Path, regions) -> list[Path]:
     return paths
 
 
+def add_source(path: Path, objid: int, x: float, y: float) -> None:
+    """Append to a catalog a copy of its first row moved to field pixel (x, y)."""
+    table = read_catalog(path)
+    prov = table.meta["provenance"]
+    row = {name: table[name][0] for name in table.colnames}
+    row.update(objid=objid, x=x, y=y, ra=RA0 + x * PX, dec=y * PX)
+    table.add_row([row[name] for name in table.colnames])
+    write_catalog(table, path, provenance=prov)
+
+
 def test_region_runs_of_one_field_merge_when_their_boxes_do_not_overlap(tmp_path):
     left, right = region_catalogs(tmp_path, ["0:100,0:150", "100:200,0:150"])
     result = merge_catalogs([left, right])
@@ -278,12 +288,7 @@ def test_a_source_on_the_border_of_two_regions_is_kept_once_from_the_deeper_side
     # x = 99.7, 0.2 px inside its own (box edges at 99.5); their frame edges would pick the left
     paths = region_catalogs(tmp_path, ["0:100,0:150", "100:200,0:150"])
     for path, objid, x in zip(paths, (7001, 7002), (99.4, 99.7), strict=True):
-        table = read_catalog(path)
-        prov = table.meta["provenance"]
-        row = {name: table[name][0] for name in table.colnames}
-        row.update(objid=objid, x=x, y=52.0, ra=RA0 + x * PX, dec=52.0 * PX)
-        table.add_row([row[name] for name in table.colnames])
-        write_catalog(table, path, provenance=prov)
+        add_source(path, objid, x, 52.0)
     result = merge_catalogs(paths)
     assert result.n_duplicates == 1
     assert 7002 in result.table["objid"] and 7001 not in result.table["objid"]
@@ -304,12 +309,7 @@ def test_region_runs_split_along_y_merge_and_share_a_border_source(tmp_path):
     # y = 74.4 by the lower-y run (0.1 px inside its box) and 74.7 by the other (0.2 px inside)
     paths = region_catalogs(tmp_path, ["0:200,0:75", "0:200,75:150"])
     for path, objid, y in zip(paths, (7001, 7002), (74.4, 74.7), strict=True):
-        table = read_catalog(path)
-        prov = table.meta["provenance"]
-        row = {name: table[name][0] for name in table.colnames}
-        row.update(objid=objid, x=52.0, y=y, ra=RA0 + 52.0 * PX, dec=y * PX)
-        table.add_row([row[name] for name in table.colnames])
-        write_catalog(table, path, provenance=prov)
+        add_source(path, objid, 52.0, y)
     result = merge_catalogs(paths)
     assert result.n_duplicates == 1
     assert 7002 in result.table["objid"] and 7001 not in result.table["objid"]
