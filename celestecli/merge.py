@@ -181,14 +181,6 @@ def _recorded_fields(provs) -> set[tuple[int, int, int]]:
     return out
 
 
-def _region_edge_distance(x, y, region: Region) -> np.ndarray:
-    """Distance in pixels from (x, y) to the nearest edge of the region (negative outside)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    return np.minimum.reduce([x - (region.x0 - 0.5), region.x1 + 0.5 - x,
-                              y - (region.y0 - 0.5), region.y1 + 0.5 - y])
-
-
 def _pieces(tables) -> np.ndarray:
     """Per row of the stacked tables, the number of its piece: its field within its input."""
     keys = np.concatenate([
@@ -258,7 +250,11 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
         edge = edge_distance(table["x"], table["y"], w or SDSS_FRAME_WIDTH,
                              h or SDSS_FRAME_HEIGHT)
         if region is not None:
-            edge = np.minimum(edge, _region_edge_distance(table["x"], table["y"], region))
+            # the region as an image of its own, its pixel (0, 0) at the box's corner
+            inside = edge_distance(np.asarray(table["x"]) - region.x0,
+                                   np.asarray(table["y"]) - region.y0,
+                                   region.x1 - region.x0 + 1, region.y1 - region.y0 + 1)
+            edge = np.minimum(edge, inside)
         edges.append(edge)
     columns = tables[0].colnames
     merged = vstack([t[columns] for t in tables], join_type="exact",
