@@ -26,7 +26,7 @@ Departures from Celeste.jl, on purpose:
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sep
@@ -355,7 +355,7 @@ def detect_sources(images, region: tuple[int, int, int, int] | None = None,
     if region is not None:
         keep = in_region(reference, entries.ra, entries.dec, region)
         entries = entries.subset(keep)
-        entries = CatalogEntries(**{**vars(entries), "objid": np.arange(len(entries))})
+        entries = replace(entries, objid=np.arange(len(entries)))
     return entries
 
 

@@ -1,6 +1,7 @@
 """The initial catalog of a field for ``celeste infer --init`` (``init_catalog.choose_init``)."""
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from celestecli.fields import FieldID
@@ -33,6 +34,5 @@ def initial_catalog(photo: CatalogEntries | None, photoobj_path: Path, fid: Fiel
     log.info("%s: %d initial sources from %s", fid, len(entries),
              photoobj_path.name if origin == "photo" else "detection")
     if origin == "detect" and detection_objid_base:
-        entries = CatalogEntries(**{**vars(entries),
-                                    "objid": entries.objid + detection_objid_base})
+        entries = replace(entries, objid=entries.objid + detection_objid_base)
     return entries

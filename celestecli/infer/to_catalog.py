@@ -72,8 +72,8 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
     zeta = by_type(params[:, layout.ZETA[0]], params[:, layout.ZETA[1]])
     columns["flux_r_nmgy"] = np.exp(gamma)
     columns["log_flux_r_stderr"] = np.sqrt(zeta)
+    beta, lam = layout.BETA, layout.LAMBDA
     for j, color in enumerate(COLORS):
-        beta, lam = layout.BETA, layout.LAMBDA
         columns[f"color_{color}"] = by_type(params[:, beta[0][j]], params[:, beta[1][j]])
         columns[f"color_{color}_stderr"] = np.sqrt(by_type(params[:, lam[0][j]],
                                                            params[:, lam[1][j]]))
