@@ -112,12 +112,16 @@ class MergeResult:
     provenance: Provenance
 
 
+def _field_columns(table: Table) -> np.ndarray:
+    """(run, camcol, field) of every row, as an (n, 3) integer array."""
+    return np.column_stack([np.asarray(table[c], dtype=np.int64)
+                            for c in ("run", "camcol", "field")])
+
+
 def _field_ids(table: Table) -> set[tuple[int, int, int]]:
     if len(table) == 0:
         return set()
-    stacked = np.unique(np.column_stack([np.asarray(table[c], dtype=np.int64)
-                                         for c in ("run", "camcol", "field")]), axis=0)
-    return {tuple(int(v) for v in row) for row in stacked}
+    return {tuple(int(v) for v in row) for row in np.unique(_field_columns(table), axis=0)}
 
 
 def _image_shape(prov: Provenance | None) -> tuple[int | None, int | None]:
@@ -183,10 +187,8 @@ def _recorded_fields(provs) -> set[tuple[int, int, int]]:
 
 def _pieces(tables) -> np.ndarray:
     """Per row of the stacked tables, the number of its piece: its field within its input."""
-    keys = np.concatenate([
-        np.column_stack([np.asarray(t[c], dtype=np.int64) for c in ("run", "camcol", "field")]
-                        + [np.full(len(t), k, dtype=np.int64)])
-        for k, t in enumerate(tables)])
+    keys = np.concatenate([np.column_stack([_field_columns(t), np.full(len(t), k)])
+                           for k, t in enumerate(tables)])
     return np.unique(keys, axis=0, return_inverse=True)[1].ravel()
 
 
