@@ -6,10 +6,8 @@ from astropy.wcs import WCS
 from scipy.stats import chi2
 
 from celestecli.fields import FieldID
-from celestecli.infer.to_catalog import (
-    brightness_moments,
-    catalog_table,
-)
+from celestecli.infer.to_catalog import catalog_table, flux_mean, flux_variance
+from celestecli.infer.uncertainty import mean_field_covariance
 from celestecli.model import params as layout
 from celestecli.model import profiles
 
@@ -35,10 +33,29 @@ def test_brightness_moments_match_monte_carlo():
     # below r, whose colours enter with a minus sign
     log_band = [log_r - colors[:, 0] - colors[:, 1], log_r - colors[:, 1], log_r,
                 log_r + colors[:, 2], log_r + colors[:, 2] + colors[:, 3]]
+    p[list(layout.CHI)] = 0.3, 0.7  # the galaxy is reported, and its variances taken
     for band, log_flux in enumerate(log_band):
-        mean, var = brightness_moments(p[None, :], band, 1)
+        mean = flux_mean(p[None, :], band, 1)
+        var = flux_variance(mean, mean_field_covariance(p[None, :]), band)
         flux = np.exp(log_flux)
         assert mean[0] == pytest.approx(flux.mean(), rel=3 * flux.std() / flux.mean() / 600), band
+        assert var[0] == pytest.approx(flux.var(), rel=0.05), band
+
+
+def test_flux_variance_follows_a_correlated_covariance():
+    # ln r and the colours correlated (as linear response gives them): Var[flux_b] is that of
+    # a log-normal whose ln-variance is the quadratic form of the band's weights
+    rng = np.random.default_rng(1)
+    mu = np.array([2.0, 0.5, -0.3, 0.2, 0.4])
+    a = rng.normal(0.0, 0.08, (5, 5))
+    cov = a @ a.T + np.diag([0.01, 0.02, 0.03, 0.01, 0.04])
+    draws = rng.multivariate_normal(mu, cov, 400_000)
+    log_r, colors = draws[:, 0], draws[:, 1:]
+    log_band = [log_r - colors[:, 0] - colors[:, 1], log_r - colors[:, 1], log_r,
+                log_r + colors[:, 2], log_r + colors[:, 2] + colors[:, 3]]
+    for band, log_flux in enumerate(log_band):
+        flux = np.exp(log_flux)
+        var = flux_variance(np.array([flux.mean()]), cov[None], band)
         assert var[0] == pytest.approx(flux.var(), rel=0.05), band
 
 
@@ -53,7 +70,7 @@ def test_catalog_rows_take_the_more_probable_type():
     p[1, layout.THETA], p[1, layout.RHO], p[1, layout.PHI], p[1, layout.SIGMA] = 0.3, 0.5, 0.3, 2.0
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12]), wcs, np.array([0, 1]),
                       np.array([5, 50]), np.array([-1.0, -2.0]), np.array([False, True]),
-                      np.array([False, False]))
+                      np.array([False, False]), mean_field_covariance(p))
     np.testing.assert_allclose(t["flux_r_nmgy"], [100.0, 50.0])
     assert t["mag_r"][0] == pytest.approx(22.5 - 5.0, abs=1e-3)
     # r flux of a log-normal with ln-variance zeta = 1e-4: Var = E^2 (e^zeta - 1), and the
@@ -90,7 +107,8 @@ def test_catalog_columns_have_the_schema_dtype_and_unit_also_in_a_written_file(t
     p = np.array([layout.generic_init(10.0, 0.5), layout.generic_init(10.001, 0.5)])
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12], dtype=np.int64), wcs,
                       np.array([0, 1], dtype=np.int64), np.array([5, 50], dtype=np.int64),
-                      np.array([-1.0, -2.0]), np.array([False, True]), np.array([False, False]))
+                      np.array([-1.0, -2.0]), np.array([False, True]), np.array([False, False]),
+                      mean_field_covariance(p))
     assert list(t["n_iter"]) == [5, 50]
     for spec in SCHEMA:
         assert t[spec.name].dtype == np.dtype(spec.dtype), spec.name
@@ -99,3 +117,21 @@ def test_catalog_columns_have_the_schema_dtype_and_unit_also_in_a_written_file(t
     back = read_catalog(tmp_path / "c.fits")
     for spec in SCHEMA:
         assert back[spec.name].dtype.newbyteorder("=") == np.dtype(spec.dtype), spec.name
+
+
+def test_uncertainty_columns_come_from_the_covariance_given():
+    wcs = sdss_like_wcs([[0.0, 1.1e-4], [1.1e-4, 0.0]])
+    p = np.array([layout.generic_init(10.0, 0.5)])
+    p[0, list(layout.CHI)] = 0.9, 0.1
+    cov = np.diag([0.04, 0.09, 0.01, 0.0025, 0.16])
+    cov[0, 1] = cov[1, 0] = 0.03  # ln r and u-g correlated
+    t = catalog_table(p, FieldID(1, 2, 3), np.array([11]), wcs, np.array([0]), np.array([5]),
+                      np.array([-1.0]), np.array([False]), np.array([False]), cov[None])
+    np.testing.assert_allclose(t["log_flux_r_stderr"], [0.2])
+    np.testing.assert_allclose([t[f"color_{c}_stderr"][0] for c in ("ug", "gr", "ri", "iz")],
+                               [0.3, 0.1, 0.05, 0.4])
+    # ln u = ln r - (u-g) - (g-r): variance 0.04 + 0.09 + 0.01 - 2 * 0.03 = 0.08
+    mean_u = t["flux_u"][0]
+    assert t["flux_u_ivar"][0] == pytest.approx(1.0 / (mean_u**2 * np.expm1(0.08)), rel=1e-12)
+    # the point estimates are q's own, whatever the covariance
+    assert mean_u == pytest.approx(flux_mean(p, 0, 0)[0], rel=1e-15)

@@ -24,6 +24,7 @@ from celestecli.infer.problem import build_problem
 from celestecli.infer.schedule import make_schedule
 from celestecli.infer.settings import InferSettings, Region
 from celestecli.infer.to_catalog import catalog_table
+from celestecli.infer.uncertainty import posterior_covariance
 from celestecli.sdss import BANDS
 from celestecli.sdss.image import Image, is_sky_bad, load_field
 from celestecli.sdss.layout import find_local
@@ -146,8 +147,9 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
         ny, nx = r_image.shape
         at_edge = ((box[:, 0] == 0) | (box[:, 2] == 0)
                    | (box[:, 1] == nx - 1) | (box[:, 3] == ny - 1))
+        covariance = posterior_covariance(problem, targets, threads)
         table = catalog_table(params, fid, entries.objid[targets], r_image.wcs, status[targets],
-                              iterations[targets], elbo[targets], bad_sky, at_edge)
+                              iterations[targets], elbo[targets], bad_sky, at_edge, covariance)
     if np.any(status[targets] == 2):
         log.warning("%s: %d sources failed (non-finite ELBO); flagged NONFINITE", fid,
                     int(np.sum(status[targets] == 2)))

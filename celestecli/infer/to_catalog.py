@@ -1,9 +1,10 @@
 """Turn optimised variational parameters into catalog rows (ARCHITECTURE.md 5, VALIDATION.md 1).
 
-Per source the quantities of the more probable type t: posterior-mean band fluxes and their
-variances (log-normal moments, MODEL.md 3.3), the median r flux exp(gamma_t), colours beta_t
-and their standard deviations, the galaxy shape in SDSS's conventions (major-axis half-light
-radius; position angle east of north), and the optimizer's status.
+Per source the quantities of the more probable type t: posterior-mean band fluxes (log-normal
+moments of q, MODEL.md 3.3), the median r flux exp(gamma_t), colours beta_t, the galaxy shape in
+SDSS's conventions (major-axis half-light radius; position angle east of north), and the
+optimizer's status.  Uncertainties (the band fluxes' variances, the log r flux's and colours'
+SDs) come from the given covariance of (log r, colours), linear response (``uncertainty``).
 """
 
 import numpy as np
@@ -27,21 +28,29 @@ MAG_ERR_FACTOR = 2.5 / np.log(10.0)
 OPT_CONVERGED, OPT_MAX_ITER, OPT_FAILED = 0, 1, 2
 
 
-def brightness_moments(params: np.ndarray, band: int, type_index: int):
-    """E[flux_b | type] and Var[flux_b | type] for parameter rows (S, 44)."""
+def flux_mean(params: np.ndarray, band: int, type_index: int) -> np.ndarray:
+    """E_q[flux_b | type] for parameter rows (S, 44): ln flux_b is normal under q."""
     coef = layout.band_coefficients()[band]
     beta = params[:, list(layout.BETA[type_index])]
     lam = params[:, list(layout.LAMBDA[type_index])]
     mean_log = params[:, layout.GAMMA[type_index]] + beta @ coef
     var_log = params[:, layout.ZETA[type_index]] + lam @ (coef**2)
-    mean = np.exp(mean_log + 0.5 * var_log)
-    return mean, mean**2 * np.expm1(var_log)
+    return np.exp(mean_log + 0.5 * var_log)
+
+
+def flux_variance(mean: np.ndarray, covariance: np.ndarray, band: int) -> np.ndarray:
+    """Var[flux_b] of a log-normal flux of this mean, ln flux_b = ln r + I_b . c having the
+    variance that ``covariance`` (S, 5, 5) of (ln r, colours) gives it."""
+    weights = np.concatenate([[1.0], layout.band_coefficients()[band]])
+    var_log = np.einsum("i,sij,j->s", weights, covariance, weights)
+    return mean**2 * np.expm1(var_log)
 
 
 def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.ndarray,
                   n_iter: np.ndarray, elbo: np.ndarray, bad_sky: np.ndarray,
-                  at_edge: np.ndarray) -> Table:
-    """The catalog of ARCHITECTURE.md 5 for optimised ``params`` (S, 44) of field ``fid``."""
+                  at_edge: np.ndarray, covariance: np.ndarray) -> Table:
+    """The catalog of ARCHITECTURE.md 5 for optimised ``params`` (S, 44) of field ``fid``;
+    ``covariance`` (S, 5, 5) is that of each source's (ln r, colours) for its reported type."""
     n = params.shape[0]
     columns = {}
     p_star = params[:, layout.CHI[0]]
@@ -58,9 +67,8 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
         return np.where(star, values_star, values_gal)
 
     for b, name in enumerate(BANDS):
-        mean_s, var_s = brightness_moments(params, b, 0)
-        mean_g, var_g = brightness_moments(params, b, 1)
-        flux, var = by_type(mean_s, mean_g), by_type(var_s, var_g)
+        flux = by_type(flux_mean(params, b, 0), flux_mean(params, b, 1))
+        var = flux_variance(flux, covariance, b)
         columns[f"flux_{name}"] = flux
         columns[f"flux_{name}_ivar"] = 1.0 / var
         positive = flux > 0
@@ -69,14 +77,13 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
             columns[f"mag_{name}_err"] = np.where(positive, MAG_ERR_FACTOR * np.sqrt(var) / flux,
                                                   np.nan)
     gamma = by_type(params[:, layout.GAMMA[0]], params[:, layout.GAMMA[1]])
-    zeta = by_type(params[:, layout.ZETA[0]], params[:, layout.ZETA[1]])
+    sd = np.sqrt(np.diagonal(covariance, axis1=1, axis2=2))  # ln r, then the colours
     columns["flux_r_nmgy"] = np.exp(gamma)
-    columns["log_flux_r_stderr"] = np.sqrt(zeta)
-    beta, lam = layout.BETA, layout.LAMBDA
+    columns["log_flux_r_stderr"] = sd[:, 0]
+    beta = layout.BETA
     for j, color in enumerate(COLORS):
         columns[f"color_{color}"] = by_type(params[:, beta[0][j]], params[:, beta[1][j]])
-        columns[f"color_{color}_stderr"] = np.sqrt(by_type(params[:, lam[0][j]],
-                                                           params[:, lam[1][j]]))
+        columns[f"color_{color}_stderr"] = sd[:, 1 + j]
     theta = params[:, layout.THETA]
     columns["gal_frac_dev"] = theta
     columns["gal_axis_ratio"] = params[:, layout.RHO]

@@ -98,11 +98,12 @@ def catalog_provenance(result, config: JobConfig, inputs: list[InputFile],
                        fprint: str) -> Provenance:
     """The provenance written with a field's catalog, fingerprint included."""
     from celestecli._kernels.openmp_info import openmp_enabled
+    from celestecli.infer.uncertainty import METHOD
 
     settings = config.settings
     width, height = result.frame_size
     extra = {"PASSES": settings.passes, "INIT": settings.init, "SKY": settings.sky,
-             KEYWORD: fprint, "IMAGEW": int(width), "IMAGEH": int(height)}
+             "UNCERT": METHOD, KEYWORD: fprint, "IMAGEW": int(width), "IMAGEH": int(height)}
     if settings.region is not None:
         extra["REGION"] = str(settings.region)
     return Provenance(command_line=config.command_line, fields=[str(result.fid)],

@@ -1,0 +1,131 @@
+"""Posterior covariance of each source's log r flux and colours, by linear response.
+
+Mean-field VI reports q's own variances (zeta, lambda), which ignore how the flux trades off
+against the position, the galaxy shape and the colours: on simulated fields only ~0.4 of true
+log r fluxes fall within one such SD of the estimate, against 0.68 for a calibrated posterior.
+Linear-response VB (Giordano, Broderick & Jordan 2015) corrects them from the ELBO's Hessian at
+the optimum: tilting the log posterior by t * log r moves the optimum by d eta*/dt =
+-H^-1 dm/deta^T, and that derivative is the posterior covariance.  With m the variational means
+themselves this is the inverse of minus the Hessian, read at the means' rows.
+
+Per source the Hessian is taken over the more probable type's block (position, the galaxy
+shape for a galaxy, log r mean and variance, colour means and variances) in free coordinates,
+with the neighbours, the type probability and the colour-component responsibilities held at
+their optimum.  Where that Hessian is not negative definite, or the r flux or a colour lies on
+its box's bound, the mean-field variances stand.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
+
+import numpy as np
+
+from celestecli._kernels.elbo import SourceEvaluator
+from celestecli.model import params as layout
+
+log = logging.getLogger(__name__)
+
+# Bound indices of each type's block, and where its log r mean and colour means sit in it.
+_BLOCKS = (
+    (0, 1, layout.GAMMA[0], layout.ZETA[0], *layout.BETA[0], *layout.LAMBDA[0]),
+    (0, 1, layout.THETA, layout.RHO, layout.PHI, layout.SIGMA, layout.GAMMA[1],
+     layout.ZETA[1], *layout.BETA[1], *layout.LAMBDA[1]),
+)
+_MEANS = tuple(np.array([block.index(i) for i in (layout.GAMMA[t], *layout.BETA[t])])
+               for t, block in enumerate(_BLOCKS))
+METHOD = "linear-response"  # provenance card UNCERT of the catalogs
+N_MOMENTS = 1 + layout.N_COLORS  # log r, then the colours
+# An entry within this share of its box's width from a bound is pinned on it.
+PINNED_SHARE = 1e-6
+
+
+def more_probable_type(params: np.ndarray) -> np.ndarray:
+    """0 (star) or 1 (galaxy) per parameter row: the type the catalog reports."""
+    return np.where(params[:, layout.CHI[0]] >= 0.5, 0, 1)
+
+
+def mean_field_covariance(params: np.ndarray) -> np.ndarray:
+    """(S, 5, 5) diagonal covariances of (log r, colours) under q, for the reported type."""
+    types = more_probable_type(params)
+    variances = np.where(types[:, None] == 0,
+                         params[:, [layout.ZETA[0], *layout.LAMBDA[0]]],
+                         params[:, [layout.ZETA[1], *layout.LAMBDA[1]]])
+    return variances[:, :, None] * np.eye(N_MOMENTS)[None]
+
+
+def _box(block: np.ndarray, pos_center: np.ndarray):
+    """Lower bounds and widths of the boxes of the entries ``block``."""
+    lo = np.where(block < 2, pos_center[np.minimum(block, 1)] - layout.POS_HALF_WIDTH_DEG,
+                  layout.BOX_LOWER[np.maximum(block - 2, 0)])
+    width = np.where(block < 2, 2 * layout.POS_HALF_WIDTH_DEG,
+                     layout.BOX_UPPER[np.maximum(block - 2, 0)]
+                     - layout.BOX_LOWER[np.maximum(block - 2, 0)])
+    return lo, width
+
+
+def block_covariance(bound: np.ndarray, gradient: np.ndarray, hessian: np.ndarray,
+                     pos_center: np.ndarray, type_index: int) -> np.ndarray | None:
+    """Linear-response covariance (5, 5) of one source's (log r, colours) given its ELBO's
+    bound-space gradient (44,) and Hessian (44, 44) at ``bound``; None when the ELBO is not
+    concave there, or a mean is pinned on its box's bound (the box leaves it no spread).
+
+    Entries pinned on a bound (within PINNED_SHARE of the box's width) stay where they are, as
+    a perturbation of the posterior would leave them.  The others are box-constrained,
+    b = lo + (hi - lo) s(f) with s the logistic, so db/df = (b - lo)(hi - b)/(hi - lo) and
+    d2b/df2 = db/df (1 - 2 (b - lo)/(hi - lo)).
+    """
+    block = np.array(_BLOCKS[type_index])
+    lo, width = _box(block, pos_center)
+    share = (bound[block] - lo) / width
+    inside = np.flatnonzero((share > PINNED_SHARE) & (share < 1.0 - PINNED_SHARE))
+    means = np.searchsorted(inside, _MEANS[type_index])
+    if not np.array_equal(inside[np.minimum(means, len(inside) - 1)], _MEANS[type_index]):
+        return None
+    block, share, width = block[inside], share[inside], width[inside]
+    slope = width * share * (1.0 - share)
+    curvature = slope * (1.0 - 2.0 * share)
+    h_free = slope[:, None] * hessian[np.ix_(block, block)] * slope[None, :]
+    h_free[np.diag_indices_from(h_free)] += gradient[block] * curvature
+    try:
+        chol = np.linalg.cholesky(-h_free)
+    except np.linalg.LinAlgError:
+        return None
+    # rows of (-H_free)^-1 at the means, scaled back to bound coordinates
+    unit = np.zeros((len(block), len(means)))
+    unit[means, np.arange(len(means))] = 1.0
+    half = np.linalg.solve(chol, unit)
+    cov = half.T @ half * np.outer(slope[means], slope[means])
+    return cov if np.all(np.isfinite(cov)) else None
+
+
+def _source_covariance(problem, s: int, bound: np.ndarray, pos_center: np.ndarray,
+                       type_index: int) -> np.ndarray | None:
+    """block_covariance of source ``s`` at ``bound``; None for a source the ELBO fails on."""
+    try:  # one thread per source: the sums, so the catalog, do not depend on the thread count
+        _, gradient, hessian = SourceEvaluator(problem.cy, s, 1).evaluate(bound, 2)
+    except (RuntimeError, FloatingPointError):  # a failed source keeps its flag and q's SDs
+        return None
+    return block_covariance(bound, gradient, hessian, pos_center, type_index)
+
+
+def posterior_covariance(problem, sources: np.ndarray, n_threads: int) -> np.ndarray:
+    """(len(sources), 5, 5) covariances of (log r, colours) of ``sources`` of a FieldProblem
+    at its current (optimised) parameters: linear response, else mean field."""
+    params = problem.params[sources]
+    cov = mean_field_covariance(params)
+    centres = np.column_stack([problem.entries.ra, problem.entries.dec])[sources]
+    types = more_probable_type(params)
+    with ThreadPoolExecutor(max(1, n_threads)) as pool:  # the ELBO kernel runs without the GIL
+        responses = list(pool.map(_source_covariance, repeat(problem), sources.tolist(), params,
+                                  centres, types.tolist()))
+    n_kept = 0
+    for k, response in enumerate(responses):
+        if response is not None:
+            cov[k] = response
+            n_kept += 1
+    if n_kept < len(sources):
+        log.info("%d of %d sources keep mean-field uncertainties (ELBO not concave in their "
+                 "block at the optimum, or a flux or colour on its box's bound)",
+                 len(sources) - n_kept, len(sources))
+    return cov

@@ -1,0 +1,113 @@
+"""Linear-response posterior covariances of log r flux and colours (infer/uncertainty.py)."""
+
+import numpy as np
+import pytest
+from sim_fields import source, write_sources
+from test_infer import FID, field_problem, optimize, run_cli
+
+from celestecli._kernels.elbo import SourceEvaluator
+from celestecli.catalog.io import read_catalog
+from celestecli.infer.settings import ELBO_TRUST_REGION
+from celestecli.infer.uncertainty import (
+    block_covariance,
+    mean_field_covariance,
+    posterior_covariance,
+)
+from celestecli.model import params as layout
+
+TIGHT = dict(ELBO_TRUST_REGION, x_tol=0.0, f_tol=0.0, g_tol=1e-6, max_iter=300)
+GALAXY_BLOCK = [0, 1, layout.THETA, layout.RHO, layout.PHI, layout.SIGMA, layout.GAMMA[1],
+                layout.ZETA[1], *layout.BETA[1], *layout.LAMBDA[1]]
+STAR_BLOCK = [0, 1, layout.GAMMA[0], layout.ZETA[0], *layout.BETA[0], *layout.LAMBDA[0]]
+
+
+def fitted_source(tmp_path, star, log_flux_r, seed=3):
+    write_sources(tmp_path, FID, [source(47.3, 48.6, star, log_flux_r, sigma_px=2.0)],
+                  seed=seed, width=64, height=64)
+    problem = field_problem(tmp_path)
+    status, _, _ = optimize(problem, [0], TIGHT)
+    assert status[0] == 0
+    value, gradient, hessian = SourceEvaluator(problem.cy, 0).evaluate(problem.params[0], 2)
+    centre = np.array([problem.entries.ra[0], problem.entries.dec[0]])
+    return problem, gradient, hessian, centre
+
+
+def box_share(problem, index):
+    """Where entry ``index`` of source 0 lies in its box, 0 (lower) to 1 (upper)."""
+    value = problem.params[0, index]
+    if index < 2:
+        centre = (problem.entries.ra[0], problem.entries.dec[0])[index]
+        lo, hi = centre - layout.POS_HALF_WIDTH_DEG, centre + layout.POS_HALF_WIDTH_DEG
+    else:
+        lo, hi = layout.BOX_LOWER[index - 2], layout.BOX_UPPER[index - 2]
+    return (value - lo) / (hi - lo)
+
+
+@pytest.mark.parametrize("star, log_flux_r", [(False, 2.0), (True, 5.0)], ids=["galaxy", "star"])
+def test_it_is_minus_the_inverse_hessian_over_the_entries_inside_their_box(tmp_path, star,
+                                                                           log_flux_r):
+    # At the optimum (gradient zero) the free-coordinate chain rule must cancel for entries
+    # inside their box, and an entry pinned on a bound (a bright star's log r variance on its
+    # 1e-4 floor, a galaxy's fracDeV on 0.01) must drop out: the covariance is (-H)^-1 of the
+    # bound Hessian over the other entries, at the means' rows.
+    problem, gradient, hessian, centre = fitted_source(tmp_path, star, log_flux_r)
+    type_index = 0 if star else 1
+    assert (problem.params[0, layout.CHI[0]] >= 0.5) == star
+    block = STAR_BLOCK if star else GALAXY_BLOCK
+    shares = np.array([box_share(problem, i) for i in block])
+    pinned = (shares < 1e-6) | (shares > 1.0 - 1e-6)
+    assert not np.any(pinned[:2])  # the position is free
+    inside = [i for i, on_bound in zip(block, pinned, strict=True) if not on_bound]
+    means = [inside.index(i) for i in (layout.GAMMA[type_index], *layout.BETA[type_index])]
+    expected = np.linalg.inv(-hessian[np.ix_(inside, inside)])[np.ix_(means, means)]
+    cov = block_covariance(problem.params[0], gradient, hessian, centre, type_index)
+    np.testing.assert_allclose(cov, expected, rtol=1e-5, atol=1e-12)
+    zeta = problem.params[0, layout.ZETA[type_index]]
+    if star:  # measured below the box's floor, where q's variance is stuck
+        assert pinned[block.index(layout.ZETA[0])]
+        assert cov[0, 0] < 0.5 * zeta
+    else:  # the flux trades off against the shape: wider than q's own variance
+        assert cov[0, 0] > 2.0 * zeta
+
+
+def test_no_covariance_where_the_elbo_is_not_concave_or_a_mean_is_pinned(tmp_path):
+    problem, gradient, hessian, centre = fitted_source(tmp_path, True, 3.0)
+    bound = problem.params[0].copy()
+    assert block_covariance(bound, gradient, hessian, centre, 0) is not None
+    assert block_covariance(bound, gradient, -hessian, centre, 0) is None
+    bound[layout.GAMMA[0]] = layout.BOX_LOWER[layout.GAMMA[0] - 2]  # r flux on its floor
+    assert block_covariance(bound, gradient, hessian, centre, 0) is None
+
+
+def test_it_matches_the_spread_of_fits_over_noise_draws(tmp_path):
+    # Refit one galaxy in 20 noise draws: the fitted log r fluxes scatter as the linear-response
+    # SD says (within the 16% a 20-draw SD carries, and a little bias), where q's own SD is
+    # less than half of it (mean field misses the flux's trade-off with the shape).
+    fitted, response, mean_field = [], [], []
+    for seed in range(20):
+        write_sources(tmp_path / str(seed), FID, [source(47.3, 48.6, False, 3.0, sigma_px=2.0)],
+                      seed=seed, width=64, height=64)
+        problem = field_problem(tmp_path / str(seed))
+        optimize(problem, [0])
+        assert problem.params[0, layout.CHI[1]] > 0.5
+        fitted.append(problem.params[0, layout.GAMMA[1]])
+        response.append(posterior_covariance(problem, np.array([0]), 1)[0, 0, 0])
+        mean_field.append(mean_field_covariance(problem.params[[0]])[0, 0, 0])
+    spread = np.std(fitted, ddof=1)
+    assert np.sqrt(np.median(response)) == pytest.approx(spread, rel=0.35)
+    assert np.sqrt(np.median(mean_field)) < 0.5 * spread
+
+
+def test_infer_writes_linear_response_uncertainties_and_says_so(tmp_path):
+    # a bright star measures its r flux to better than q's floor of 0.01 in ln r
+    write_sources(tmp_path, FID, [source(30.0, 40.0, True, 5.0), source(60.0, 55.0, False, 3.0)],
+                  width=96, height=96, seed=2)
+    out = tmp_path / "c.fits"
+    run = run_cli("infer", str(FID), "--data-dir", str(tmp_path), "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    catalog = read_catalog(out)
+    assert catalog.meta["provenance"].extra["UNCERT"] == "linear-response"
+    catalog.sort("x")
+    assert list(catalog["is_star"] > 0.5) == [True, False]
+    assert catalog["log_flux_r_stderr"][0] < 0.5 * np.sqrt(layout.BOX_LOWER[layout.ZETA[0] - 2])
+    assert catalog["log_flux_r_stderr"][1] > 0.0
