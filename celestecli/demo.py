@@ -14,6 +14,7 @@ from celestecli.fields import FieldID
 from celestecli.simulate.field_setup import builtin_setup
 from celestecli.simulate.simulation import draw_truth, simulate_field
 from celestecli.simulate.writer import truth_name, write_field
+from celestecli.validate.metrics import SD_LEVELS, gaussian_within
 from celestecli.validate.readers import read_scorable_catalog
 from celestecli.validate.scoring import validate
 
@@ -54,4 +55,9 @@ def score_lines(catalog_path: Path, truth_path: Path) -> list[str]:
             lines.append(f"  {metric:16s} {row.means[0]:8.3f}   (N = {row.n})")
     if "celeste" in v.auc:
         lines.append(f"  {'star/galaxy AUC':16s} {v.auc['celeste']:8.3f}")
+    calibration = {row.field: row for row in v.uncertainty.get("celeste", [])}
+    if "log_flux_r_nmgy" in calibration:
+        row = calibration["log_flux_r_nmgy"]
+        lines.append(f"  {'ln r within 1 SD':16s} {row.within[SD_LEVELS.index(1.0)]:8.3f}   "
+                     f"(N = {row.n}; a calibrated posterior: {gaussian_within(1.0):.3f})")
     return lines
