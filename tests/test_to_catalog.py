@@ -70,7 +70,8 @@ def test_catalog_rows_take_the_more_probable_type():
     p[1, layout.THETA], p[1, layout.RHO], p[1, layout.PHI], p[1, layout.SIGMA] = 0.3, 0.5, 0.3, 2.0
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12]), wcs, np.array([0, 1]),
                       np.array([5, 50]), np.array([-1.0, -2.0]), np.array([False, True]),
-                      np.array([False, False]), mean_field_covariance(p))
+                      np.array([False, False]), mean_field_covariance(p),
+                      np.array([True, False]))
     np.testing.assert_allclose(t["flux_r_nmgy"], [100.0, 50.0])
     assert t["mag_r"][0] == pytest.approx(22.5 - 5.0, abs=1e-3)
     # r flux of a log-normal with ln-variance zeta = 1e-4: Var = E^2 (e^zeta - 1), and the
@@ -93,7 +94,8 @@ def test_catalog_rows_take_the_more_probable_type():
     assert t["gal_angle_deg"][1] == pytest.approx(np.rad2deg(0.3), abs=1e-4)  # TAN: ~1e-5
     assert t["gal_frac_dev"][1] == 0.3 and t["gal_axis_ratio"][1] == 0.5
     assert list(t["converged"]) == [True, False]
-    assert t["flags"][1] == 1 | 2  # bad sky and iteration limit
+    assert t["flags"][0] == 0
+    assert t["flags"][1] == 1 | 2 | 16  # bad sky, iteration limit, mean-field uncertainties
     assert t["log_flux_r_stderr"][0] == pytest.approx(0.01)
     assert t["prob_galaxy"][1] == pytest.approx(0.8)
 
@@ -108,7 +110,7 @@ def test_catalog_columns_have_the_schema_dtype_and_unit_also_in_a_written_file(t
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12], dtype=np.int64), wcs,
                       np.array([0, 1], dtype=np.int64), np.array([5, 50], dtype=np.int64),
                       np.array([-1.0, -2.0]), np.array([False, True]), np.array([False, False]),
-                      mean_field_covariance(p))
+                      mean_field_covariance(p), np.array([True, True]))
     assert list(t["n_iter"]) == [5, 50]
     for spec in SCHEMA:
         assert t[spec.name].dtype == np.dtype(spec.dtype), spec.name
@@ -126,7 +128,8 @@ def test_uncertainty_columns_come_from_the_covariance_given():
     cov = np.diag([0.04, 0.09, 0.01, 0.0025, 0.16])
     cov[0, 1] = cov[1, 0] = 0.03  # ln r and u-g correlated
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11]), wcs, np.array([0]), np.array([5]),
-                      np.array([-1.0]), np.array([False]), np.array([False]), cov[None])
+                      np.array([-1.0]), np.array([False]), np.array([False]), cov[None],
+                      np.array([True]))
     np.testing.assert_allclose(t["log_flux_r_stderr"], [0.2])
     np.testing.assert_allclose([t[f"color_{c}_stderr"][0] for c in ("ug", "gr", "ri", "iz")],
                                [0.3, 0.1, 0.05, 0.4])

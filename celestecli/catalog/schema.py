@@ -21,11 +21,13 @@ FLAG_BAD_SKY = 1  # the i-band sky estimate disagrees with the image (MODEL.md 7
 FLAG_ITER_LIMIT = 2  # the optimizer stopped at its iteration limit
 FLAG_NONFINITE = 4  # a non-finite ELBO, gradient or parameter was met
 FLAG_EDGE = 8  # the source lies within a patch radius of the image edge
+FLAG_MEAN_FIELD_SD = 16  # uncertainties are q's own, not linear response (infer/uncertainty.py)
 FLAG_BITS = {
     "BAD_SKY": FLAG_BAD_SKY,
     "ITER_LIMIT": FLAG_ITER_LIMIT,
     "NONFINITE": FLAG_NONFINITE,
     "EDGE": FLAG_EDGE,
+    "MEAN_FIELD_SD": FLAG_MEAN_FIELD_SD,
 }
 
 
@@ -96,7 +98,8 @@ def _specs() -> list[ColumnSpec]:
         ColumnSpec("n_iter", "int32", None, "optimizer iterations"),
         ColumnSpec("converged", "bool", None, "the optimizer met its convergence criterion"),
         ColumnSpec("flags", "int32", None,
-                   "bitmask: 1 bad sky, 2 iteration limit, 4 non-finite, 8 edge"),
+                   "bitmask: 1 bad sky, 2 iteration limit, 4 non-finite, 8 edge, "
+                   "16 mean-field uncertainties"),
     ]
     return s
 

@@ -147,9 +147,10 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
         ny, nx = r_image.shape
         at_edge = ((box[:, 0] == 0) | (box[:, 2] == 0)
                    | (box[:, 1] == nx - 1) | (box[:, 3] == ny - 1))
-        covariance = posterior_covariance(problem, targets, threads)
+        covariance, linear_response = posterior_covariance(problem, targets, threads)
         table = catalog_table(params, fid, entries.objid[targets], r_image.wcs, status[targets],
-                              iterations[targets], elbo[targets], bad_sky, at_edge, covariance)
+                              iterations[targets], elbo[targets], bad_sky, at_edge, covariance,
+                              linear_response)
     if np.any(status[targets] == 2):
         log.warning("%s: %d sources failed (non-finite ELBO); flagged NONFINITE", fid,
                     int(np.sum(status[targets] == 2)))

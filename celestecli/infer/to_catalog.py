@@ -15,6 +15,7 @@ from celestecli.catalog.schema import (
     FLAG_BAD_SKY,
     FLAG_EDGE,
     FLAG_ITER_LIMIT,
+    FLAG_MEAN_FIELD_SD,
     FLAG_NONFINITE,
     catalog_from_columns,
 )
@@ -48,9 +49,11 @@ def flux_variance(mean: np.ndarray, covariance: np.ndarray, band: int) -> np.nda
 
 def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.ndarray,
                   n_iter: np.ndarray, elbo: np.ndarray, bad_sky: np.ndarray,
-                  at_edge: np.ndarray, covariance: np.ndarray) -> Table:
+                  at_edge: np.ndarray, covariance: np.ndarray,
+                  linear_response: np.ndarray) -> Table:
     """The catalog of ARCHITECTURE.md 5 for optimised ``params`` (S, 44) of field ``fid``;
-    ``covariance`` (S, 5, 5) is that of each source's (ln r, colours) for its reported type."""
+    ``covariance`` (S, 5, 5) is that of each source's (ln r, colours) for its reported type,
+    a linear response where ``linear_response`` (S,) says so, else q's own (flagged)."""
     n = params.shape[0]
     columns = {}
     p_star = params[:, layout.CHI[0]]
@@ -97,5 +100,6 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
     flags |= np.where(status == OPT_MAX_ITER, FLAG_ITER_LIMIT, 0).astype(np.int32)
     flags |= np.where(status == OPT_FAILED, FLAG_NONFINITE, 0).astype(np.int32)
     flags |= np.where(at_edge, FLAG_EDGE, 0).astype(np.int32)
+    flags |= np.where(linear_response, 0, FLAG_MEAN_FIELD_SD).astype(np.int32)
     columns["flags"] = flags
     return catalog_from_columns(n, columns)

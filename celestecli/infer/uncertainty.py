@@ -11,8 +11,9 @@ themselves this is the inverse of minus the Hessian, read at the means' rows.
 Per source the Hessian is taken over the more probable type's block (position, the galaxy
 shape for a galaxy, log r mean and variance, colour means and variances) in free coordinates,
 with the neighbours, the type probability and the colour-component responsibilities held at
-their optimum.  Where that Hessian is not negative definite, or the r flux or a colour lies on
-its box's bound, the mean-field variances stand.
+their optimum.  Where that Hessian is not negative definite, the r flux or a colour lies on its
+box's bound, or the source is not at its optimum to within that spread (crowded sources, whose
+neighbours moved after them in the sweep), the mean-field variances stand, flagged.
 """
 
 import logging
@@ -22,6 +23,7 @@ from itertools import repeat
 import numpy as np
 
 from celestecli._kernels.elbo import SourceEvaluator
+from celestecli.catalog.schema import FLAG_MEAN_FIELD_SD
 from celestecli.model import params as layout
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,12 @@ def _box(block: np.ndarray, pos_center: np.ndarray):
 def block_covariance(bound: np.ndarray, gradient: np.ndarray, hessian: np.ndarray,
                      pos_center: np.ndarray, type_index: int) -> np.ndarray | None:
     """Linear-response covariance (5, 5) of one source's (log r, colours) given its ELBO's
-    bound-space gradient (44,) and Hessian (44, 44) at ``bound``; None when the ELBO is not
-    concave there, or a mean is pinned on its box's bound (the box leaves it no spread).
+    bound-space gradient (44,) and Hessian (44, 44) at ``bound``.
+
+    None where the response does not describe the source: the ELBO is not concave there, a
+    mean is pinned on its box's bound (the box leaves it no spread), the result is not finite,
+    or the source is off its optimum by more than that spread (a Newton step would move a mean
+    by more than its SD; crowded sources after the sweep, whose neighbours moved last).
 
     Entries pinned on a bound (within PINNED_SHARE of the box's width) stay where they are, as
     a perturbation of the posterior would leave them.  The others are box-constrained,
@@ -79,24 +85,29 @@ def block_covariance(bound: np.ndarray, gradient: np.ndarray, hessian: np.ndarra
     lo, width = _box(block, pos_center)
     share = (bound[block] - lo) / width
     inside = np.flatnonzero((share > PINNED_SHARE) & (share < 1.0 - PINNED_SHARE))
-    means = np.searchsorted(inside, _MEANS[type_index])
-    if not np.array_equal(inside[np.minimum(means, len(inside) - 1)], _MEANS[type_index]):
+    if not np.isin(_MEANS[type_index], inside).all():
         return None
+    means = np.searchsorted(inside, _MEANS[type_index])
     block, share, width = block[inside], share[inside], width[inside]
     slope = width * share * (1.0 - share)
     curvature = slope * (1.0 - 2.0 * share)
+    g_free = gradient[block] * slope
     h_free = slope[:, None] * hessian[np.ix_(block, block)] * slope[None, :]
     h_free[np.diag_indices_from(h_free)] += gradient[block] * curvature
     try:
         chol = np.linalg.cholesky(-h_free)
     except np.linalg.LinAlgError:
         return None
-    # rows of (-H_free)^-1 at the means, scaled back to bound coordinates
-    unit = np.zeros((len(block), len(means)))
+    # rows of (-H_free)^-1 at the means, and the Newton step, scaled back to bound coordinates
+    unit = np.zeros((len(block), len(means) + 1))
     unit[means, np.arange(len(means))] = 1.0
+    unit[:, -1] = g_free
     half = np.linalg.solve(chol, unit)
-    cov = half.T @ half * np.outer(slope[means], slope[means])
-    return cov if np.all(np.isfinite(cov)) else None
+    cov = half[:, :-1].T @ half[:, :-1] * np.outer(slope[means], slope[means])
+    newton_step = half[:, :-1].T @ half[:, -1] * slope[means]
+    if not (np.all(np.isfinite(cov)) and np.all(np.abs(newton_step) <= np.sqrt(np.diag(cov)))):
+        return None
+    return cov
 
 
 def _source_covariance(problem, s: int, bound: np.ndarray, pos_center: np.ndarray,
@@ -109,9 +120,11 @@ def _source_covariance(problem, s: int, bound: np.ndarray, pos_center: np.ndarra
     return block_covariance(bound, gradient, hessian, pos_center, type_index)
 
 
-def posterior_covariance(problem, sources: np.ndarray, n_threads: int) -> np.ndarray:
-    """(len(sources), 5, 5) covariances of (log r, colours) of ``sources`` of a FieldProblem
-    at its current (optimised) parameters: linear response, else mean field."""
+def posterior_covariance(problem, sources: np.ndarray,
+                         n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Covariances (len(sources), 5, 5) of (log r, colours) of ``sources`` of a FieldProblem at
+    its current (optimised) parameters, and which of them are linear responses (the others are
+    mean field, see block_covariance)."""
     params = problem.params[sources]
     cov = mean_field_covariance(params)
     centres = np.column_stack([problem.entries.ra, problem.entries.dec])[sources]
@@ -119,13 +132,12 @@ def posterior_covariance(problem, sources: np.ndarray, n_threads: int) -> np.nda
     with ThreadPoolExecutor(max(1, n_threads)) as pool:  # the ELBO kernel runs without the GIL
         responses = list(pool.map(_source_covariance, repeat(problem), sources.tolist(), params,
                                   centres, types.tolist()))
-    n_kept = 0
-    for k, response in enumerate(responses):
-        if response is not None:
-            cov[k] = response
-            n_kept += 1
-    if n_kept < len(sources):
-        log.info("%d of %d sources keep mean-field uncertainties (ELBO not concave in their "
-                 "block at the optimum, or a flux or colour on its box's bound)",
-                 len(sources) - n_kept, len(sources))
-    return cov
+    linear_response = np.array([response is not None for response in responses], dtype=bool)
+    for k in np.flatnonzero(linear_response):
+        cov[k] = responses[k]
+    if not linear_response.all():
+        log.info("%d of %d sources keep mean-field uncertainties (flagged %d): off their "
+                 "optimum by more than its spread (crowding), not concave there, or a flux or "
+                 "colour on its box's bound", int((~linear_response).sum()), len(sources),
+                 FLAG_MEAN_FIELD_SD)
+    return cov, linear_response
