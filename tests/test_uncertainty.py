@@ -3,17 +3,22 @@
 import numpy as np
 import pytest
 from sim_fields import source, write_sources
-from test_infer import FID, field_problem, optimize, run_cli
+from test_infer import FID, R_BAND, field_problem, optimize, run_cli
 
 from celestecli._kernels.elbo import SourceEvaluator
+from celestecli._kernels.transform import py_free_derivatives, py_to_bound, py_to_free
 from celestecli.catalog.io import read_catalog
+from celestecli.infer.problem import build_problem
 from celestecli.infer.settings import ELBO_TRUST_REGION
 from celestecli.infer.uncertainty import (
+    PINNED_SHARE,
     block_covariance,
     mean_field_covariance,
     posterior_covariance,
 )
 from celestecli.model import params as layout
+from celestecli.sdss.image import load_field
+from celestecli.sdss.photoobj import read_photoobj
 
 TIGHT = dict(ELBO_TRUST_REGION, x_tol=0.0, f_tol=0.0, g_tol=1e-6, max_iter=300)
 GALAXY_BLOCK = [0, 1, layout.THETA, layout.RHO, layout.PHI, layout.SIGMA, layout.GAMMA[1],
@@ -32,15 +37,27 @@ def fitted_source(tmp_path, star, log_flux_r, seed=3):
     return problem, gradient, hessian, centre
 
 
-def box_share(problem, index):
-    """Where entry ``index`` of source 0 lies in its box, 0 (lower) to 1 (upper)."""
-    value = problem.params[0, index]
+def box_share_of(bound, centre, index):
+    """Where entry ``index`` of ``bound`` lies in its box, 0 (lower) to 1 (upper)."""
     if index < 2:
-        centre = (problem.entries.ra[0], problem.entries.dec[0])[index]
-        lo, hi = centre - layout.POS_HALF_WIDTH_DEG, centre + layout.POS_HALF_WIDTH_DEG
+        half = layout.POS_HALF_WIDTH_DEG
+        lo, hi = centre[index] - half, centre[index] + half
     else:
         lo, hi = layout.BOX_LOWER[index - 2], layout.BOX_UPPER[index - 2]
-    return (value - lo) / (hi - lo)
+    return (bound[index] - lo) / (hi - lo)
+
+
+def box_share(problem, index):
+    """Where entry ``index`` of source 0 lies in its box, 0 (lower) to 1 (upper)."""
+    centre = (problem.entries.ra[0], problem.entries.dec[0])
+    return box_share_of(problem.params[0], centre, index)
+
+
+def unit(i):
+    """The i-th unit vector of the free coordinates."""
+    e = np.zeros(layout.N_FREE)
+    e[i] = 1.0
+    return e
 
 
 @pytest.mark.parametrize("star, log_flux_r", [(False, 2.0), (True, 5.0)], ids=["galaxy", "star"])
@@ -126,3 +143,66 @@ def test_infer_writes_linear_response_uncertainties_and_says_so(tmp_path):
     assert list(catalog["is_star"] > 0.5) == [True, False]
     assert catalog["log_flux_r_stderr"][0] < 0.5 * np.sqrt(layout.BOX_LOWER[layout.ZETA[0] - 2])
     assert catalog["log_flux_r_stderr"][1] > 0.0
+
+
+def test_off_a_stationary_point_it_follows_the_optimizers_free_coordinates():
+    # Joint passes leave a source short of its own stationary point (its neighbours move after
+    # it), so the gradient term of the box transform's chain rule counts: the covariance must be
+    # the optimizer's own free-coordinate Hessian (MODEL.md 4.9, the transform kernel) over the
+    # block's free entries, scaled back by db/df at the means.  An entry pinned on its bound
+    # drops out even where its gradient is zero; a non-finite Hessian gives no covariance.
+    rng = np.random.default_rng(4)
+    centre = np.array([10.0, 0.5])
+    bound = layout.generic_init(*centre)
+    bound[:2] = centre + [3e-5, -5e-5]
+    bound[list(layout.CHI)] = 0.1, 0.9
+    bound[layout.THETA] = layout.BOX_LOWER[layout.THETA - 2] + 1e-9  # pinned on its floor
+    bound[layout.RHO], bound[layout.SIGMA], bound[layout.GAMMA[1]] = 0.6, 2.5, 2.0
+    bound[list(layout.BETA[1])] = 1.0, 0.4, 0.2, 0.1
+    bound[list(layout.LAMBDA[1])] = 0.05, 0.02, 1e-4 + 1e-3, 0.3  # ri near its floor, free
+    a = rng.normal(size=(layout.N_PARAMS, layout.N_PARAMS))
+    hessian = -(a @ a.T + layout.N_PARAMS * np.eye(layout.N_PARAMS))
+    # each box entry's gradient pushes it towards its nearer bound (as the ri variance's to its
+    # floor), where the transform's curvature keeps the ELBO concave in free coordinates
+    shares = np.array([box_share_of(bound, centre, i) for i in range(26)])
+    gradient = np.zeros(layout.N_PARAMS)
+    gradient[:26] = -np.abs(rng.normal(0.0, 3.0, 26)) * np.sign(1.0 - 2.0 * shares)
+    gradient[layout.THETA] = 0.0
+    assert shares[layout.THETA] < PINNED_SHARE
+
+    free = py_to_free(bound, centre)
+    _, h_free = py_free_derivatives(free, centre, gradient, hessian)
+    inside = [i for i in GALAXY_BLOCK if i != layout.THETA]  # box entries: free index = bound's
+    means = [layout.GAMMA[1], *layout.BETA[1]]
+    step = 1e-6  # db/df at the means, by central differences of the transform
+    slope = np.array([(py_to_bound(free + step * unit(i), centre)[i]
+                       - py_to_bound(free - step * unit(i), centre)[i]) / (2 * step)
+                      for i in means])
+    rows = [inside.index(i) for i in means]
+    expected = (np.linalg.inv(-h_free[np.ix_(inside, inside)])[np.ix_(rows, rows)]
+                * np.outer(slope, slope))
+    cov = block_covariance(bound, gradient, hessian, centre, 1)
+    np.testing.assert_allclose(cov, expected, rtol=1e-6)
+    # the gradient term matters here: with a zero gradient the covariance would differ
+    stationary = block_covariance(bound, np.zeros_like(gradient), hessian, centre, 1)
+    assert not np.allclose(stationary, cov, rtol=1e-3)
+
+    hessian[layout.RHO, layout.RHO] = np.nan
+    assert block_covariance(bound, gradient, hessian, centre, 1) is None
+
+
+def test_a_source_the_elbo_fails_on_keeps_its_mean_field_uncertainties(tmp_path):
+    # no valid sky under the second source: its ELBO is not finite (optimizer status 2), and
+    # the covariance pass must neither raise nor give it a linear-response covariance
+    write_sources(tmp_path, FID, [source(20, 20, True, 4.0), source(75, 75, True, 4.0)])
+    images = load_field(tmp_path, FID)
+    entries = read_photoobj(tmp_path / "9000/1/1/photoObj-009000-1-0001.fits")
+    x0, x1, y0, y1 = build_problem(images, entries).patches.box[1, R_BAND]
+    images[R_BAND].sky_nmgy[y0:y1 + 1, x0:x1 + 1] = 0.0
+    problem = build_problem(images, entries)
+    status, _, _ = optimize(problem, [0, 1])
+    assert list(status) == [0, 2]
+    cov, linear_response = posterior_covariance(problem, np.array([0, 1]), 2)
+    assert list(linear_response) == [True, False]
+    np.testing.assert_array_equal(cov[1], mean_field_covariance(problem.params[[1]])[0])
+    assert not np.allclose(cov[0], mean_field_covariance(problem.params[[0]])[0])

@@ -19,6 +19,7 @@ from celestecli.catalog.schema import (
     FLAG_NONFINITE,
     catalog_from_columns,
 )
+from celestecli.infer.uncertainty import more_probable_type
 from celestecli.model import params as layout
 from celestecli.model.shape import half_light_scale, position_angle_deg
 from celestecli.sdss import BANDS
@@ -57,7 +58,7 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
     n = params.shape[0]
     columns = {}
     p_star = params[:, layout.CHI[0]]
-    star = p_star >= 0.5
+    star = more_probable_type(params) == 0
     columns["objid"] = objid
     columns["run"], columns["camcol"], columns["field"] = fid.run, fid.camcol, fid.field
     columns["ra"], columns["dec"] = params[:, 0] % 360.0, params[:, 1]
