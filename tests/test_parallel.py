@@ -221,8 +221,12 @@ def test_a_killed_worker_costs_no_field(sim_data, single_catalogs, tmp_path):
     print(stderr)
     assert proc.returncode == 0
     assert "a worker process died while running" in stderr
-    assert {f: r["status"] for f, r in statuses(tmp_path / "status.jsonl").items()} == {
-        str(f): "done" for f in GOOD}
+    # Every field is done; one whose catalog the other worker had just written when the pool
+    # broke (its result lost with the pool) is run again and found up to date: skipped.
+    status = {f: r["status"] for f, r in statuses(tmp_path / "status.jsonl").items()}
+    assert set(status) == {str(f) for f in GOOD}
+    assert set(status.values()) <= {"done", "skipped"}
+    assert list(status.values()).count("skipped") <= 1, status
     for fid in GOOD:
         assert_same_sources(catalog_of(out, fid), catalog_of(single_catalogs, fid))
     assert leftovers(out) == []
