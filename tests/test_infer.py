@@ -379,14 +379,19 @@ def test_patches_are_sized_by_the_sky_under_each_source(tmp_path):
     assert np.all(after[0] < before[0])
 
 
-def test_a_source_that_fails_before_iterating_reports_no_iterations(tmp_path):
-    # two isolated sources optimised in turn by one thread; the second has no valid sky
-    write_sources(tmp_path, FID, [source(20, 20, True, 4.0), source(75, 75, True, 4.0)])
-    images = load_field(tmp_path, FID)
-    entries = read_photoobj(tmp_path / "9000/1/1/photoObj-009000-1-0001.fits")
+def problem_with_a_skyless_source(data_dir):
+    """Two isolated stars, the second with no valid sky under its r patch (its ELBO fails)."""
+    write_sources(data_dir, FID, [source(20, 20, True, 4.0), source(75, 75, True, 4.0)])
+    images = load_field(data_dir, FID)
+    entries = read_photoobj(data_dir / "9000/1/1/photoObj-009000-1-0001.fits")
     x0, x1, y0, y1 = build_problem(images, entries).patches.box[1, R_BAND]
     images[R_BAND].sky_nmgy[y0:y1 + 1, x0:x1 + 1] = 0.0
-    problem = build_problem(images, entries)
+    return build_problem(images, entries)
+
+
+def test_a_source_that_fails_before_iterating_reports_no_iterations(tmp_path):
+    # two isolated sources optimised in turn by one thread; the second has no valid sky
+    problem = problem_with_a_skyless_source(tmp_path)
     status, iters, evals = (np.zeros(2, np.int64) for _ in range(3))
     elbo = np.full(2, np.nan)
     optimize_sources(problem.cy, np.array([0, 1], np.int64), np.array([0, 2], np.int64),

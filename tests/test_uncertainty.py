@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 from sim_fields import source, write_sources
-from test_infer import FID, R_BAND, field_problem, optimize, run_cli
+from test_infer import FID, field_problem, optimize, problem_with_a_skyless_source, run_cli
 
 from celestecli._kernels.elbo import SourceEvaluator
 from celestecli._kernels.transform import py_free_derivatives, py_to_bound, py_to_free
 from celestecli.catalog.io import read_catalog
-from celestecli.infer.problem import build_problem
 from celestecli.infer.settings import ELBO_TRUST_REGION
 from celestecli.infer.uncertainty import (
     PINNED_SHARE,
@@ -17,8 +16,6 @@ from celestecli.infer.uncertainty import (
     posterior_covariance,
 )
 from celestecli.model import params as layout
-from celestecli.sdss.image import load_field
-from celestecli.sdss.photoobj import read_photoobj
 
 TIGHT = dict(ELBO_TRUST_REGION, x_tol=0.0, f_tol=0.0, g_tol=1e-6, max_iter=300)
 GALAXY_BLOCK = [0, 1, layout.THETA, layout.RHO, layout.PHI, layout.SIGMA, layout.GAMMA[1],
@@ -194,12 +191,7 @@ def test_off_a_stationary_point_it_follows_the_optimizers_free_coordinates():
 def test_a_source_the_elbo_fails_on_keeps_its_mean_field_uncertainties(tmp_path):
     # no valid sky under the second source: its ELBO is not finite (optimizer status 2), and
     # the covariance pass must neither raise nor give it a linear-response covariance
-    write_sources(tmp_path, FID, [source(20, 20, True, 4.0), source(75, 75, True, 4.0)])
-    images = load_field(tmp_path, FID)
-    entries = read_photoobj(tmp_path / "9000/1/1/photoObj-009000-1-0001.fits")
-    x0, x1, y0, y1 = build_problem(images, entries).patches.box[1, R_BAND]
-    images[R_BAND].sky_nmgy[y0:y1 + 1, x0:x1 + 1] = 0.0
-    problem = build_problem(images, entries)
+    problem = problem_with_a_skyless_source(tmp_path)
     status, _, _ = optimize(problem, [0, 1])
     assert list(status) == [0, 2]
     cov, linear_response = posterior_covariance(problem, np.array([0, 1]), 2)
