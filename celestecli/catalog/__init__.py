@@ -21,6 +21,7 @@ from celestecli.catalog.schema import (
     FLAG_BITS,
     FLAG_EDGE,
     FLAG_ITER_LIMIT,
+    FLAG_MEAN_FIELD_SD,
     FLAG_NONFINITE,
     SCHEMA,
     SCHEMA_BY_NAME,
@@ -33,8 +34,8 @@ from celestecli.catalog.schema import (
 
 __all__ = [
     "BANDS", "COLORS", "COLUMN_NAMES", "FLAG_BAD_SKY", "FLAG_BITS", "FLAG_EDGE",
-    "FLAG_ITER_LIMIT", "FLAG_NONFINITE", "FORMATS", "SCHEMA", "SCHEMA_BY_NAME",
-    "SCORED_COLUMNS", "STDERR_COLUMNS", "ColumnSpec", "InputFile", "OutputError", "Provenance",
-    "atomic_write", "empty_catalog", "format_from_path", "read_catalog", "read_table",
-    "sha256_file", "validate_columns", "write_catalog",
+    "FLAG_ITER_LIMIT", "FLAG_MEAN_FIELD_SD", "FLAG_NONFINITE", "FORMATS", "SCHEMA",
+    "SCHEMA_BY_NAME", "SCORED_COLUMNS", "STDERR_COLUMNS", "ColumnSpec", "InputFile",
+    "OutputError", "Provenance", "atomic_write", "empty_catalog", "format_from_path",
+    "read_catalog", "read_table", "sha256_file", "validate_columns", "write_catalog",
 ]
