@@ -106,6 +106,24 @@ def test_no_covariance_off_the_optimum_by_more_than_its_spread(tmp_path):
         assert (block_covariance(bound, g, h, centre, 1) is not None) == described, shift
 
 
+def test_the_step_is_weighed_in_bound_coordinates_at_one_sd(tmp_path):
+    # Moved off its optimum by k of its SDs in log r or a colour, the source's Newton step is
+    # about k SDs back: it keeps the linear response at 0.75 SD either way and loses it at 1.25.
+    # The step is taken in free coordinates, so it must be scaled back to bound ones by db/df
+    # (2.2 for this log r mean, 5 for the colour: unscaled, 1.25 SDs would read as 0.6 or 0.25)
+    # and weighed against the SD, not the variance (0.002 for log r).
+    problem, gradient, hessian, centre = fitted_source(tmp_path, False, 2.0)
+    evaluator = SourceEvaluator(problem.cy, 0)
+    sd = np.sqrt(np.diag(block_covariance(problem.params[0], gradient, hessian, centre, 1)))
+    for index, moment in ((layout.GAMMA[1], 0), (layout.BETA[1][1], 2)):  # log r, g-r
+        for shift, described in ((-0.75, True), (0.75, True), (-1.25, False), (1.25, False)):
+            bound = problem.params[0].copy()
+            bound[index] += shift * sd[moment]
+            _, g, h = evaluator.evaluate(bound, 2)
+            assert (block_covariance(bound, g, h, centre, 1) is not None) == described, (
+                index, shift)
+
+
 def test_it_matches_the_spread_of_fits_over_noise_draws(tmp_path):
     # Refit one galaxy in 20 noise draws: the fitted log r fluxes scatter as the linear-response
     # SD says (within the 16% a 20-draw SD carries, and a little bias), where q's own SD is
