@@ -4,7 +4,8 @@ Per source the quantities of the more probable type t: posterior-mean band fluxe
 moments of q, MODEL.md 3.3), the median r flux exp(gamma_t), colours beta_t, the galaxy shape in
 SDSS's conventions (major-axis half-light radius; position angle east of north), and the
 optimizer's status.  Uncertainties (the band fluxes' variances, the log r flux's and colours'
-SDs) come from the given covariance of (log r, colours), linear response (``uncertainty``).
+SDs) come from the given covariance of (log r, colours): a linear response (``uncertainty``),
+or q's own where it is none (flag 16, MEAN_FIELD_SD).
 """
 
 import numpy as np
