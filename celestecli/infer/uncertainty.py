@@ -57,13 +57,11 @@ def mean_field_covariance(params: np.ndarray) -> np.ndarray:
 
 
 def _box(block: np.ndarray, pos_center: np.ndarray):
-    """Lower bounds and widths of the boxes of the entries ``block``."""
-    lo = np.where(block < 2, pos_center[np.minimum(block, 1)] - layout.POS_HALF_WIDTH_DEG,
-                  layout.BOX_LOWER[np.maximum(block - 2, 0)])
-    width = np.where(block < 2, 2 * layout.POS_HALF_WIDTH_DEG,
-                     layout.BOX_UPPER[np.maximum(block - 2, 0)]
-                     - layout.BOX_LOWER[np.maximum(block - 2, 0)])
-    return lo, width
+    """Lower bounds and widths of the boxes of the entries ``block`` (bound indices < 26)."""
+    lower = np.concatenate([pos_center - layout.POS_HALF_WIDTH_DEG, layout.BOX_LOWER])
+    width = np.concatenate([np.full(2, 2 * layout.POS_HALF_WIDTH_DEG),
+                            layout.BOX_UPPER - layout.BOX_LOWER])
+    return lower[block], width[block]
 
 
 def block_covariance(bound: np.ndarray, gradient: np.ndarray, hessian: np.ndarray,
