@@ -12,10 +12,15 @@ from celestecli.model import params as layout
 from celestecli.model import profiles
 
 
-def sdss_like_wcs(cd):
+def mean_field(params):
+    """q's own covariances, with no position variance known (NaN)."""
+    return mean_field_covariance(params, np.full((len(params), 2), np.nan))
+
+
+def sdss_like_wcs(cd, crval=(10.0, 0.5)):
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [10.0, 0.5]
+    w.wcs.crval = list(crval)
     w.wcs.crpix = [1024.5, 744.5]
     w.wcs.cd = np.array(cd)
     return w
@@ -36,7 +41,7 @@ def test_brightness_moments_match_monte_carlo():
     p[list(layout.CHI)] = 0.3, 0.7  # the galaxy is reported, and its variances taken
     for band, log_flux in enumerate(log_band):
         mean = flux_mean(p[None, :], band, 1)
-        var = flux_variance(mean, mean_field_covariance(p[None, :]), band)
+        var = flux_variance(mean, mean_field(p[None, :]), band)
         flux = np.exp(log_flux)
         assert mean[0] == pytest.approx(flux.mean(), rel=3 * flux.std() / flux.mean() / 600), band
         assert var[0] == pytest.approx(flux.var(), rel=0.05), band
@@ -44,13 +49,14 @@ def test_brightness_moments_match_monte_carlo():
 
 def test_flux_variance_follows_a_correlated_covariance():
     # ln r and the colours correlated (as linear response gives them): Var[flux_b] is that of
-    # a log-normal whose ln-variance is the quadratic form of the band's weights
+    # a log-normal whose ln-variance is the quadratic form of the band's weights; the position,
+    # first in the covariance and correlated with the rest, does not enter
     rng = np.random.default_rng(1)
-    mu = np.array([2.0, 0.5, -0.3, 0.2, 0.4])
-    a = rng.normal(0.0, 0.08, (5, 5))
-    cov = a @ a.T + np.diag([0.01, 0.02, 0.03, 0.01, 0.04])
+    mu = np.array([10.0, 0.5, 2.0, 0.5, -0.3, 0.2, 0.4])
+    a = rng.normal(0.0, 0.08, (7, 7))
+    cov = a @ a.T + np.diag([0.01, 0.01, 0.01, 0.02, 0.03, 0.01, 0.04])
     draws = rng.multivariate_normal(mu, cov, 400_000)
-    log_r, colors = draws[:, 0], draws[:, 1:]
+    log_r, colors = draws[:, 2], draws[:, 3:]
     log_band = [log_r - colors[:, 0] - colors[:, 1], log_r - colors[:, 1], log_r,
                 log_r + colors[:, 2], log_r + colors[:, 2] + colors[:, 3]]
     for band, log_flux in enumerate(log_band):
@@ -70,7 +76,7 @@ def test_catalog_rows_take_the_more_probable_type():
     p[1, layout.THETA], p[1, layout.RHO], p[1, layout.PHI], p[1, layout.SIGMA] = 0.3, 0.5, 0.3, 2.0
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12]), wcs, np.array([0, 1]),
                       np.array([5, 50]), np.array([-1.0, -2.0]), np.array([False, True]),
-                      np.array([False, False]), mean_field_covariance(p),
+                      np.array([False, False]), mean_field(p),
                       np.array([True, False]))
     np.testing.assert_allclose(t["flux_r_nmgy"], [100.0, 50.0])
     assert t["mag_r"][0] == pytest.approx(22.5 - 5.0, abs=1e-3)
@@ -110,7 +116,7 @@ def test_catalog_columns_have_the_schema_dtype_and_unit_also_in_a_written_file(t
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11, 12], dtype=np.int64), wcs,
                       np.array([0, 1], dtype=np.int64), np.array([5, 50], dtype=np.int64),
                       np.array([-1.0, -2.0]), np.array([False, True]), np.array([False, False]),
-                      mean_field_covariance(p), np.array([True, True]))
+                      mean_field(p), np.array([True, True]))
     assert list(t["n_iter"]) == [5, 50]
     for spec in SCHEMA:
         assert t[spec.name].dtype == np.dtype(spec.dtype), spec.name
@@ -122,14 +128,18 @@ def test_catalog_columns_have_the_schema_dtype_and_unit_also_in_a_written_file(t
 
 
 def test_uncertainty_columns_come_from_the_covariance_given():
-    wcs = sdss_like_wcs([[0.0, 1.1e-4], [1.1e-4, 0.0]])
-    p = np.array([layout.generic_init(10.0, 0.5)])
+    wcs = sdss_like_wcs([[0.0, 1.1e-4], [1.1e-4, 0.0]], crval=(10.0, 60.0))
+    p = np.array([layout.generic_init(10.0, 60.0)])
     p[0, list(layout.CHI)] = 0.9, 0.1
-    cov = np.diag([0.04, 0.09, 0.01, 0.0025, 0.16])
-    cov[0, 1] = cov[1, 0] = 0.03  # ln r and u-g correlated
+    # (ra, dec) in degrees: SDs of 2e-5 and 1e-5 deg; then ln r, u-g, g-r, r-i, i-z
+    cov = np.diag([4e-10, 1e-10, 0.04, 0.09, 0.01, 0.0025, 0.16])
+    cov[2, 3] = cov[3, 2] = 0.03  # ln r and u-g correlated
     t = catalog_table(p, FieldID(1, 2, 3), np.array([11]), wcs, np.array([0]), np.array([5]),
                       np.array([-1.0]), np.array([False]), np.array([False]), cov[None],
                       np.array([True]))
+    # on the sky, at Dec 60: an RA SD of 2e-5 deg spans 0.036 arcsec
+    np.testing.assert_allclose(t["ra_err_arcsec"], [2e-5 * 3600 * 0.5], rtol=1e-12)
+    np.testing.assert_allclose(t["dec_err_arcsec"], [1e-5 * 3600], rtol=1e-12)
     np.testing.assert_allclose(t["log_flux_r_stderr"], [0.2])
     np.testing.assert_allclose([t[f"color_{c}_stderr"][0] for c in ("ug", "gr", "ri", "iz")],
                                [0.3, 0.1, 0.05, 0.4])

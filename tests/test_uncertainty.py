@@ -10,8 +10,10 @@ from celestecli._kernels.transform import py_free_derivatives, py_to_bound, py_t
 from celestecli.catalog.io import read_catalog
 from celestecli.infer.settings import ELBO_TRUST_REGION
 from celestecli.infer.uncertainty import (
+    LOG_R,
     PINNED_SHARE,
     block_covariance,
+    conditional_position_variance,
     mean_field_covariance,
     posterior_covariance,
 )
@@ -50,6 +52,14 @@ def box_share(problem, index):
     return box_share_of(problem.params[0], centre, index)
 
 
+def assert_same_covariance(actual, expected, rtol):
+    """Equal to ``rtol`` relative to the SDs (the position's variances are ~1e-10 deg^2, the
+    flux's ~1e-3): entries compared as correlations, after the diagonals themselves."""
+    sd = np.sqrt(np.diag(expected))
+    np.testing.assert_allclose(np.diag(actual), np.diag(expected), rtol=rtol)
+    np.testing.assert_allclose(actual / np.outer(sd, sd), expected / np.outer(sd, sd), atol=rtol)
+
+
 def unit(i):
     """The i-th unit vector of the free coordinates."""
     e = np.zeros(layout.N_FREE)
@@ -72,16 +82,19 @@ def test_it_is_minus_the_inverse_hessian_over_the_entries_inside_their_box(tmp_p
     pinned = (shares < 1e-6) | (shares > 1.0 - 1e-6)
     assert not np.any(pinned[:2])  # the position is free
     inside = [i for i, on_bound in zip(block, pinned, strict=True) if not on_bound]
-    means = [inside.index(i) for i in (layout.GAMMA[type_index], *layout.BETA[type_index])]
+    means = [inside.index(i) for i in (0, 1, layout.GAMMA[type_index], *layout.BETA[type_index])]
     expected = np.linalg.inv(-hessian[np.ix_(inside, inside)])[np.ix_(means, means)]
     cov = block_covariance(problem.params[0], gradient, hessian, centre, type_index)
-    np.testing.assert_allclose(cov, expected, rtol=1e-5, atol=1e-12)
+    assert_same_covariance(cov, expected, rtol=1e-5)
     zeta = problem.params[0, layout.ZETA[type_index]]
     if star:  # measured below the box's floor, where q's variance is stuck
         assert pinned[block.index(layout.ZETA[0])]
-        assert cov[0, 0] < 0.5 * zeta
+        assert cov[LOG_R, LOG_R] < 0.5 * zeta
     else:  # the flux trades off against the shape: wider than q's own variance
-        assert cov[0, 0] > 2.0 * zeta
+        assert cov[LOG_R, LOG_R] > 2.0 * zeta
+    # the position's variance given everything else (the flagged sources' fallback) is below
+    # its marginal one, as for any concave quadratic
+    assert np.all(conditional_position_variance(hessian) < np.diag(cov)[:2])
 
 
 def test_no_covariance_where_the_elbo_is_not_concave_or_a_mean_is_pinned(tmp_path):
@@ -98,7 +111,7 @@ def test_no_covariance_off_the_optimum_by_more_than_its_spread(tmp_path):
     # curvature there (crowded sources after the sweep, their neighbours having moved last)
     problem, gradient, hessian, centre = fitted_source(tmp_path, False, 2.0)
     evaluator = SourceEvaluator(problem.cy, 0)
-    sd = np.sqrt(block_covariance(problem.params[0], gradient, hessian, centre, 1)[0, 0])
+    sd = np.sqrt(block_covariance(problem.params[0], gradient, hessian, centre, 1)[LOG_R, LOG_R])
     for shift, described in ((0.3, True), (3.0, False)):
         bound = problem.params[0].copy()
         bound[layout.GAMMA[1]] += shift * sd
@@ -107,7 +120,7 @@ def test_no_covariance_off_the_optimum_by_more_than_its_spread(tmp_path):
 
 
 def test_the_step_is_weighed_in_bound_coordinates_at_one_sd(tmp_path):
-    # Moved off its optimum by k of its SDs in log r or a colour, the source's Newton step is
+    # Moved off its optimum by k of its SDs in RA, log r or a colour, the source's Newton step is
     # about k SDs back: it keeps the linear response at 0.75 SD either way and loses it at 1.25.
     # The step is taken in free coordinates, so it must be scaled back to bound ones by db/df
     # (2.2 for this log r mean, 5 for the colour: unscaled, 1.25 SDs would read as 0.6 or 0.25)
@@ -115,7 +128,8 @@ def test_the_step_is_weighed_in_bound_coordinates_at_one_sd(tmp_path):
     problem, gradient, hessian, centre = fitted_source(tmp_path, False, 2.0)
     evaluator = SourceEvaluator(problem.cy, 0)
     sd = np.sqrt(np.diag(block_covariance(problem.params[0], gradient, hessian, centre, 1)))
-    for index, moment in ((layout.GAMMA[1], 0), (layout.BETA[1][1], 2)):  # log r, g-r
+    moments = ((0, 0), (layout.GAMMA[1], LOG_R), (layout.BETA[1][1], LOG_R + 2))  # ra, ln r, g-r
+    for index, moment in moments:
         for shift, described in ((-0.75, True), (0.75, True), (-1.25, False), (1.25, False)):
             bound = problem.params[0].copy()
             bound[index] += shift * sd[moment]
@@ -125,9 +139,11 @@ def test_the_step_is_weighed_in_bound_coordinates_at_one_sd(tmp_path):
 
 
 def test_it_matches_the_spread_of_fits_over_noise_draws(tmp_path):
-    # Refit one galaxy in 20 noise draws: the fitted log r fluxes scatter as the linear-response
-    # SD says (within the 16% a 20-draw SD carries, and a little bias), where q's own SD is
-    # less than half of it (mean field misses the flux's trade-off with the shape).
+    # Refit one galaxy in 20 noise draws: the fitted log r fluxes and positions scatter as the
+    # linear-response SDs say (within the 16% a 20-draw SD carries, and a little bias), where
+    # q's own log r SD is less than half of it (mean field misses the flux's trade-off with the
+    # shape).  The position hardly trades off with anything of an isolated source: its variance
+    # given the rest (the flagged sources' fallback) is within 10% of the marginal one.
     fitted, response, mean_field = [], [], []
     for seed in range(20):
         write_sources(tmp_path / str(seed), FID, [source(47.3, 48.6, False, 3.0, sigma_px=2.0)],
@@ -135,14 +151,19 @@ def test_it_matches_the_spread_of_fits_over_noise_draws(tmp_path):
         problem = field_problem(tmp_path / str(seed))
         optimize(problem, [0])
         assert problem.params[0, layout.CHI[1]] > 0.5
-        fitted.append(problem.params[0, layout.GAMMA[1]])
+        fitted.append(problem.params[0, [0, 1, layout.GAMMA[1]]])
         covariance, linear_response = posterior_covariance(problem, np.array([0]), 1)
         assert linear_response[0]
-        response.append(covariance[0, 0, 0])
-        mean_field.append(mean_field_covariance(problem.params[[0]])[0, 0, 0])
-    spread = np.std(fitted, ddof=1)
-    assert np.sqrt(np.median(response)) == pytest.approx(spread, rel=0.35)
-    assert np.sqrt(np.median(mean_field)) < 0.5 * spread
+        response.append(np.diag(covariance[0])[:3])
+        _, _, hessian = SourceEvaluator(problem.cy, 0).evaluate(problem.params[0], 2)
+        mean_field.append(np.diag(mean_field_covariance(
+            problem.params[[0]], conditional_position_variance(hessian)[None])[0])[:3])
+    spread = np.std(fitted, axis=0, ddof=1)  # ra, dec, log r
+    response_sd = np.sqrt(np.median(response, axis=0))
+    mean_field_sd = np.sqrt(np.median(mean_field, axis=0))
+    np.testing.assert_allclose(response_sd, spread, rtol=0.35)
+    assert mean_field_sd[2] < 0.5 * spread[2]
+    np.testing.assert_allclose(mean_field_sd[:2], response_sd[:2], rtol=0.1)
 
 
 def test_infer_writes_linear_response_uncertainties_and_says_so(tmp_path):
@@ -158,6 +179,10 @@ def test_infer_writes_linear_response_uncertainties_and_says_so(tmp_path):
     assert list(catalog["is_star"] > 0.5) == [True, False]
     assert catalog["log_flux_r_stderr"][0] < 0.5 * np.sqrt(layout.BOX_LOWER[layout.ZETA[0] - 2])
     assert catalog["log_flux_r_stderr"][1] > 0.0
+    # the position's SDs come from the same inverse: the bright star's are the smaller
+    for column in ("ra_err_arcsec", "dec_err_arcsec"):
+        assert 0.0 < catalog[column][0] < catalog[column][1] < 0.1, column
+    assert list(catalog["flags"]) == [0, 0]
 
 
 def test_off_a_stationary_point_it_follows_the_optimizers_free_coordinates():
@@ -188,8 +213,10 @@ def test_off_a_stationary_point_it_follows_the_optimizers_free_coordinates():
     free = py_to_free(bound, centre)
     _, h_free = py_free_derivatives(free, centre, gradient, hessian)
     inside = [i for i in GALAXY_BLOCK if i != layout.THETA]  # box entries: free index = bound's
-    means = [layout.GAMMA[1], *layout.BETA[1]]
-    step = 1e-6  # db/df at the means, by central differences of the transform
+    means = [0, 1, layout.GAMMA[1], *layout.BETA[1]]
+    # db/df at the means, by central differences of the transform (a logistic: the truncation
+    # error is under step^2 / 6; a smaller step would lose the position's digits to RA's 10 deg)
+    step = 1e-3
     slope = np.array([(py_to_bound(free + step * unit(i), centre)[i]
                        - py_to_bound(free - step * unit(i), centre)[i]) / (2 * step)
                       for i in means])
@@ -197,7 +224,7 @@ def test_off_a_stationary_point_it_follows_the_optimizers_free_coordinates():
     expected = (np.linalg.inv(-h_free[np.ix_(inside, inside)])[np.ix_(rows, rows)]
                 * np.outer(slope, slope))
     cov = block_covariance(bound, gradient, hessian, centre, 1)
-    np.testing.assert_allclose(cov, expected, rtol=1e-6)
+    assert_same_covariance(cov, expected, rtol=1e-6)
     # the gradient term matters here: with a zero gradient the covariance would differ
     stationary = block_covariance(bound, np.zeros_like(gradient), hessian, centre, 1)
     assert not np.allclose(stationary, cov, rtol=1e-3)
@@ -214,5 +241,9 @@ def test_a_source_the_elbo_fails_on_keeps_its_mean_field_uncertainties(tmp_path)
     assert list(status) == [0, 2]
     cov, linear_response = posterior_covariance(problem, np.array([0, 1]), 2)
     assert list(linear_response) == [True, False]
-    np.testing.assert_array_equal(cov[1], mean_field_covariance(problem.params[[1]])[0])
-    assert not np.allclose(cov[0], mean_field_covariance(problem.params[[0]])[0])
+    no_position = np.full((1, 2), np.nan)  # nor a Hessian to take its variance from
+    np.testing.assert_array_equal(cov[1], mean_field_covariance(problem.params[[1]],
+                                                                no_position)[0])
+    mean_field = mean_field_covariance(problem.params[[0]], no_position)[0]
+    assert not np.allclose(cov[0, LOG_R:, LOG_R:], mean_field[LOG_R:, LOG_R:])
+    assert np.all(np.isfinite(cov[0]))

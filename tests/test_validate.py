@@ -20,7 +20,14 @@ from celestecli.validate.matching import (
     one_to_one,
     separation_px,
 )
-from celestecli.validate.metrics import good_rows, row_errors, score, star_galaxy_auc
+from celestecli.validate.metrics import (
+    good_rows,
+    row_errors,
+    score,
+    star_galaxy_auc,
+    uncertainty,
+    z_scores,
+)
 from celestecli.validate.readers import Scorable, detect_kind, read_scorable
 from celestecli.validate.scoring import NoMatchError, validate
 
@@ -294,6 +301,21 @@ def test_row_filters_on_truth_values():
     assert list(good_rows(truth, err, "gal_radius_px")) == [True, False, False, True, False]
     assert list(good_rows(truth, err, "gal_angle_deg")) == [True, False, False, False, False]
     assert list(good_rows(truth, err, "missed_stars")) == [False, False, False, False, True]
+
+
+def test_position_calibration_is_measured_on_the_sky_across_ra_zero():
+    # 2e-4 deg of RA across 0/360 at Dec 60 is 0.36 arcsec on the sky: 1.5 SDs of 0.24 arcsec;
+    # 2 arcsec in Dec is half an SD of 4.  Only the fields whose SD column a catalog has count.
+    truth = Table({"ra": [359.9999, 10.0], "dec": [60.0, -30.0], "flux_r_nmgy": [1.0, 1.0]})
+    pred = Table({"ra": [0.0001, 10.0], "dec": [60.0, -30.0 + 2.0 / 3600.0],
+                  "flux_r_nmgy": [1.0, 1.0], "ra_err_arcsec": [0.24, 1.0],
+                  "dec_err_arcsec": [1.0, 4.0]})
+    z = z_scores(truth, pred)
+    assert set(z) == {"ra", "dec"}
+    np.testing.assert_allclose(z["ra"], [1.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(z["dec"], [0.0, 0.5], atol=1e-9)
+    rows = {row.field: row.within for row in uncertainty(truth, pred)}
+    assert rows == {"ra": [0.5, 0.5, 1.0, 1.0], "dec": [1.0, 1.0, 1.0, 1.0]}
 
 
 def test_paired_scores_and_bootstrap():

@@ -60,6 +60,9 @@ def _specs() -> list[ColumnSpec]:
         ColumnSpec("field", "int16", None, "SDSS field number of that field"),
         ColumnSpec("ra", "float64", u.deg, "right ascension (ICRS)"),
         ColumnSpec("dec", "float64", u.deg, "declination (ICRS)"),
+        ColumnSpec("ra_err_arcsec", "float64", u.arcsec,
+                   "posterior standard deviation of ra, times cos(dec)"),
+        ColumnSpec("dec_err_arcsec", "float64", u.arcsec, "posterior standard deviation of dec"),
         ColumnSpec("x", "float64", u.pix, "column in that field's r frame (0-based, centre=int)"),
         ColumnSpec("y", "float64", u.pix, "row in that field's r frame (0-based, centre=int)"),
         ColumnSpec("is_star", "float64", None, "posterior probability that the source is a star"),
@@ -113,7 +116,8 @@ SCORED_COLUMNS = (
     "ra", "dec", "is_star", "flux_r_nmgy", *(f"color_{c}" for c in COLORS),
     "gal_frac_dev", "gal_axis_ratio", "gal_radius_px", "gal_angle_deg",
 )
-STDERR_COLUMNS = ("log_flux_r_stderr", *(f"color_{c}_stderr" for c in COLORS))
+STDERR_COLUMNS = ("ra_err_arcsec", "dec_err_arcsec", "log_flux_r_stderr",
+                  *(f"color_{c}_stderr" for c in COLORS))
 
 
 def empty_catalog(n: int = 0) -> Table:

@@ -3,9 +3,9 @@
 Per source the quantities of the more probable type t: posterior-mean band fluxes (log-normal
 moments of q, MODEL.md 3.3), the median r flux exp(gamma_t), colours beta_t, the galaxy shape in
 SDSS's conventions (major-axis half-light radius; position angle east of north), and the
-optimizer's status.  Uncertainties (the band fluxes' variances, the log r flux's and colours'
-SDs) come from the given covariance of (log r, colours): a linear response (``uncertainty``),
-or q's own where it is none (flag 16, MEAN_FIELD_SD).
+optimizer's status.  Uncertainties (the position's, the band fluxes' variances, the log r
+flux's and colours' SDs) come from the given covariance of (ra, dec, log r, colours): a linear
+response (``uncertainty``), or q's own where it is none (flag 16, MEAN_FIELD_SD).
 """
 
 import numpy as np
@@ -20,12 +20,13 @@ from celestecli.catalog.schema import (
     FLAG_NONFINITE,
     catalog_from_columns,
 )
-from celestecli.infer.uncertainty import more_probable_type
+from celestecli.infer.uncertainty import LOG_R, more_probable_type
 from celestecli.model import params as layout
 from celestecli.model.shape import half_light_scale, position_angle_deg
 from celestecli.sdss import BANDS
 
 MAG_ERR_FACTOR = 2.5 / np.log(10.0)
+ARCSEC_PER_DEG = 3600.0
 
 # optimizer outcome codes (pyx/celestecli/_kernels/optimize.pyx)
 OPT_CONVERGED, OPT_MAX_ITER, OPT_FAILED = 0, 1, 2
@@ -43,9 +44,10 @@ def flux_mean(params: np.ndarray, band: int, type_index: int) -> np.ndarray:
 
 def flux_variance(mean: np.ndarray, covariance: np.ndarray, band: int) -> np.ndarray:
     """Var[flux_b] of a log-normal flux of this mean, ln flux_b = ln r + I_b . c having the
-    variance that ``covariance`` (S, 5, 5) of (ln r, colours) gives it."""
+    variance that ``covariance`` (S, 7, 7) of (ra, dec, ln r, colours) gives it."""
     weights = np.concatenate([[1.0], layout.band_coefficients()[band]])
-    var_log = np.einsum("i,sij,j->s", weights, covariance, weights)
+    moments = covariance[:, LOG_R:, LOG_R:]
+    var_log = np.einsum("i,sij,j->s", weights, moments, weights)
     return mean**2 * np.expm1(var_log)
 
 
@@ -54,7 +56,8 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
                   at_edge: np.ndarray, covariance: np.ndarray,
                   linear_response: np.ndarray) -> Table:
     """The catalog of ARCHITECTURE.md 5 for optimised ``params`` (S, 44) of field ``fid``;
-    ``covariance`` (S, 5, 5) is that of each source's (ln r, colours) for its reported type,
+    ``covariance`` (S, 7, 7) is that of each source's (ra, dec, ln r, colours) for its reported
+    type (degrees for the position),
     a linear response where ``linear_response`` (S,) says so, else q's own (flagged)."""
     n = params.shape[0]
     columns = {}
@@ -63,6 +66,9 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
     columns["objid"] = objid
     columns["run"], columns["camcol"], columns["field"] = fid.run, fid.camcol, fid.field
     columns["ra"], columns["dec"] = params[:, 0] % 360.0, params[:, 1]
+    sd = np.sqrt(np.diagonal(covariance, axis1=1, axis2=2))  # ra, dec, ln r, then the colours
+    columns["ra_err_arcsec"] = sd[:, 0] * np.cos(np.radians(params[:, 1])) * ARCSEC_PER_DEG
+    columns["dec_err_arcsec"] = sd[:, 1] * ARCSEC_PER_DEG
     x, y = r_wcs.all_world2pix(params[:, 0], params[:, 1], 0)
     columns["x"], columns["y"] = x, y
     columns["is_star"] = p_star
@@ -82,13 +88,12 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
             columns[f"mag_{name}_err"] = np.where(positive, MAG_ERR_FACTOR * np.sqrt(var) / flux,
                                                   np.nan)
     gamma = by_type(params[:, layout.GAMMA[0]], params[:, layout.GAMMA[1]])
-    sd = np.sqrt(np.diagonal(covariance, axis1=1, axis2=2))  # ln r, then the colours
     columns["flux_r_nmgy"] = np.exp(gamma)
-    columns["log_flux_r_stderr"] = sd[:, 0]
+    columns["log_flux_r_stderr"] = sd[:, LOG_R]
     beta = layout.BETA
     for j, color in enumerate(COLORS):
         columns[f"color_{color}"] = by_type(params[:, beta[0][j]], params[:, beta[1][j]])
-        columns[f"color_{color}_stderr"] = sd[:, 1 + j]
+        columns[f"color_{color}_stderr"] = sd[:, LOG_R + 1 + j]
     theta = params[:, layout.THETA]
     columns["gal_frac_dev"] = theta
     columns["gal_axis_ratio"] = params[:, layout.RHO]

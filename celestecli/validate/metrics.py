@@ -146,10 +146,13 @@ def score(truth: Table, errors: list[dict[str, np.ndarray]], n_boot: int = 1000,
 
 # --- uncertainty calibration --------------------------------------------------------------
 
-UNCERTAINTY_FIELDS = (
+UNCERTAINTY_FIELDS = (  # the quantity, its catalog column, its posterior SD's column
+    ("ra", "ra", "ra_err_arcsec"),
+    ("dec", "dec", "dec_err_arcsec"),
     ("log_flux_r_nmgy", "flux_r_nmgy", "log_flux_r_stderr"),
     *((f"color_{c}", f"color_{c}", f"color_{c}_stderr") for c in COLORS),
 )
+_ARCSEC_PER_DEG = 3600.0
 
 
 @dataclass
@@ -161,20 +164,34 @@ class UncertaintyRow:
     within: list[float]  # one per SD_LEVELS
 
 
+def _error(truth: Table, pred: Table, name: str, col: str) -> np.ndarray:
+    """prediction - truth of an uncertainty field, in its SD column's unit (arcsec on the sky
+    for the position, across RA 0/360)."""
+    t, p = _col(truth, col), _col(pred, col)
+    if name == "ra":
+        along = np.cos(np.radians(_col(truth, "dec")))
+        return ((p - t + 180.0) % 360.0 - 180.0) * along * _ARCSEC_PER_DEG
+    if name == "dec":
+        return (p - t) * _ARCSEC_PER_DEG
+    if name == "log_flux_r_nmgy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(p) - np.log(t)
+    return p - t
+
+
 def z_scores(truth: Table, pred: Table) -> dict[str, np.ndarray]:
-    """|prediction - truth| / posterior SD on ln(flux_r) and each colour; NaN where undefined.
+    """|prediction - truth| / posterior SD of each field whose SD column ``pred`` has (the
+    position, ln(flux_r), the colours); NaN where undefined.
 
     Only rows with a positive truth flux take part (others are NaN everywhere).
     """
     positive = _col(truth, "flux_r_nmgy") > 0
     out = {}
     for name, col, sd_col in UNCERTAINTY_FIELDS:
-        t, p = _col(truth, col), _col(pred, col)
-        if name == "log_flux_r_nmgy":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t, p = np.log(t), np.log(p)
+        if sd_col not in pred.colnames:
+            continue
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.abs((p - t) / _col(pred, sd_col))
+            z = np.abs(_error(truth, pred, name, col) / _col(pred, sd_col))
         out[name] = np.where(positive, z, np.nan)
     return out
 

@@ -2,7 +2,7 @@
 
 Every reader returns a ``Scorable``: a Table with float64 columns ``ra``, ``dec``, ``is_star``,
 ``flux_r_nmgy``, ``color_{ug,gr,ri,iz}``, ``gal_frac_dev``, ``gal_axis_ratio``,
-``gal_radius_px``, ``gal_angle_deg`` (NaN = missing), the ``*_stderr`` columns where the source
+``gal_radius_px``, ``gal_angle_deg`` (NaN = missing), the uncertainty columns where the source
 has them, and ``objid`` where it has one. The conversions follow VALIDATION.md section 1:
 
 * ``coadd``: an SDSS (Stripe 82 coadd) photoObj table from CasJobs, used as truth;
@@ -75,7 +75,7 @@ class Scorable:
 
     @property
     def has_stderr(self) -> bool:
-        return all(c in self.table.colnames for c in STDERR_COLUMNS)
+        return any(c in self.table.colnames for c in STDERR_COLUMNS)
 
 
 def _f64(values) -> np.ndarray:
