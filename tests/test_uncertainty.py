@@ -104,6 +104,13 @@ def test_no_covariance_where_the_elbo_is_not_concave_or_a_mean_is_pinned(tmp_pat
     assert block_covariance(bound, gradient, -hessian, centre, 0) is None
     bound[layout.GAMMA[0]] = layout.BOX_LOWER[layout.GAMMA[0] - 2]  # r flux on its floor
     assert block_covariance(bound, gradient, hessian, centre, 0) is None
+    # so is a position within PINNED_SHARE of its box's edge (RA's lower, Dec's upper): the box
+    # leaves it no spread, though with this gradient its SD would read as if it were free
+    for index, share in ((0, 1e-8), (1, 1.0 - 1e-8)):
+        bound = problem.params[0].copy()
+        half = layout.POS_HALF_WIDTH_DEG
+        bound[index] = centre[index] - half + share * 2.0 * half
+        assert block_covariance(bound, gradient, hessian, centre, 0) is None, index
 
 
 def test_no_covariance_off_the_optimum_by_more_than_its_spread(tmp_path):
@@ -117,6 +124,15 @@ def test_no_covariance_off_the_optimum_by_more_than_its_spread(tmp_path):
         bound[layout.GAMMA[1]] += shift * sd
         _, g, h = evaluator.evaluate(bound, 2)
         assert (block_covariance(bound, g, h, centre, 1) is not None) == described, shift
+    # posterior_covariance then keeps q's variances and gives the position its variance given
+    # everything else, 1/(-H_ii) of the bound Hessian there (to rounding: its own thread count)
+    problem.params[0] = bound
+    cov, linear_response = posterior_covariance(problem, np.array([0]), 1)
+    assert not linear_response[0]
+    position = -1.0 / np.diag(h)[:2]
+    assert np.all(position > 0.0)
+    np.testing.assert_allclose(cov[0], mean_field_covariance(bound[None], position[None])[0],
+                               rtol=1e-10, atol=0.0)
 
 
 def test_the_step_is_weighed_in_bound_coordinates_at_one_sd(tmp_path):
@@ -183,6 +199,13 @@ def test_infer_writes_linear_response_uncertainties_and_says_so(tmp_path):
     for column in ("ra_err_arcsec", "dec_err_arcsec"):
         assert 0.0 < catalog[column][0] < catalog[column][1] < 0.1, column
     assert list(catalog["flags"]) == [0, 0]
+
+
+def test_the_position_variance_given_the_rest_is_none_where_not_concave():
+    hessian = np.diag(np.full(layout.N_PARAMS, -1.0))
+    hessian[0, 0], hessian[1, 1] = -4e10, 2.5e10  # concave in RA, convex in Dec
+    hessian[0, 1] = hessian[1, 0] = 1e10  # the other entries do not enter
+    np.testing.assert_array_equal(conditional_position_variance(hessian), [2.5e-11, np.nan])
 
 
 def test_off_a_stationary_point_it_follows_the_optimizers_free_coordinates():
