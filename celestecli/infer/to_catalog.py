@@ -5,7 +5,8 @@ moments of q, MODEL.md 3.3), the median r flux exp(gamma_t), colours beta_t, the
 SDSS's conventions (major-axis half-light radius; position angle east of north), and the
 optimizer's status.  Uncertainties (the position's, the band fluxes' variances, the log r
 flux's and colours' SDs) come from the given covariance of (ra, dec, log r, colours): a linear
-response (``uncertainty``), or q's own where it is none (flag 16, MEAN_FIELD_SD).
+response (``uncertainty``), or where it is none q's own, with the position's variances given
+the rest (flag 16, MEAN_FIELD_SD).
 """
 
 import numpy as np
@@ -57,8 +58,8 @@ def catalog_table(params: np.ndarray, fid, objid: np.ndarray, r_wcs, status: np.
                   linear_response: np.ndarray) -> Table:
     """The catalog of ARCHITECTURE.md 5 for optimised ``params`` (S, 44) of field ``fid``;
     ``covariance`` (S, 7, 7) is that of each source's (ra, dec, ln r, colours) for its reported
-    type (degrees for the position),
-    a linear response where ``linear_response`` (S,) says so, else q's own (flagged)."""
+    type (degrees for the position), a linear response where ``linear_response`` (S,) says so,
+    else q's own with the position's variances given the rest (flagged)."""
     n = params.shape[0]
     columns = {}
     p_star = params[:, layout.CHI[0]]
