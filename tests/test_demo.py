@@ -19,7 +19,7 @@ def test_demo_simulates_infers_and_scores(tmp_path):
     position = float(re.search(r"position\s+([\d.]+)", done.stdout).group(1))
     brightness = float(re.search(r"flux_r_mag\s+([\d.]+)", done.stdout).group(1))
     assert position < 0.3 and brightness < 0.2  # pixels, magnitudes
-    # linear-response SDs: 0.685 of true r log-fluxes within one (mean-field VI's: 0.391)
+    # linear-response SDs: 0.674 of true r log-fluxes within one (mean-field VI's: 0.391)
     within = float(re.search(r"ln r within 1 SD\s+([\d.]+)", done.stdout).group(1))
     assert 0.55 < within < 0.8
     assert "9999/1/1: 100 sources" in done.stderr

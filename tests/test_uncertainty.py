@@ -113,6 +113,28 @@ def test_no_covariance_where_the_elbo_is_not_concave_or_a_mean_is_pinned(tmp_pat
         assert block_covariance(bound, gradient, hessian, centre, 0) is None, index
 
 
+def test_no_covariance_for_a_mean_held_against_its_bound(tmp_path):
+    # Where the ELBO's optimum along a mean lies beyond its box, the optimizer leaves it short
+    # of the bound (the logistic's slope vanishes there), not within PINNED_SHARE of it, and
+    # the free-coordinate inverse would read that slope as a tiny SD: a fifth of the free one
+    # for this star 1e-4 of the box from its edge (a few 0.001 arcsec for faint sources of the
+    # synthetic benchmark, whose true offsets are then up to hundreds of those SDs).
+    problem, gradient, hessian, centre = fitted_source(tmp_path, True, 3.0)
+    sd = np.sqrt(np.diag(block_covariance(problem.params[0], gradient, hessian, centre, 0)))
+    evaluator = SourceEvaluator(problem.cy, 0, 1)
+    width = 2.0 * layout.POS_HALF_WIDTH_DEG
+    for index in (0, 1):  # RA, Dec
+        bound = problem.params[0].copy()
+        bound[index] -= 0.3 * sd[index]  # its optimum 0.3 SD up
+        _, g, h = evaluator.evaluate(bound, 2)
+        for share, held in ((1.0 - 1e-4, True), (1.0 - 1e-3, True), (0.9, False)):
+            box = centre.copy()  # the box's centre, putting ``bound`` at ``share`` of it
+            box[index] = bound[index] - share * width + 0.5 * width
+            cov = block_covariance(bound, g, h, box, 0)
+            assert (cov is None) == held, (index, share)
+        assert np.sqrt(cov[index, index]) == pytest.approx(sd[index], rel=0.05)
+
+
 def test_no_covariance_off_the_optimum_by_more_than_its_spread(tmp_path):
     # a source whose Newton step would move a mean by more than its SD is not described by the
     # curvature there (crowded sources after the sweep, their neighbours having moved last)
@@ -231,6 +253,9 @@ def test_off_a_stationary_point_it_follows_the_optimizers_free_coordinates():
     gradient = np.zeros(layout.N_PARAMS)
     gradient[:26] = -np.abs(rng.normal(0.0, 3.0, 26)) * np.sign(1.0 - 2.0 * shares)
     gradient[layout.THETA] = 0.0
+    # the position's (per degree) pushes it by a few 1e-6 deg on this Hessian's scale: pushed
+    # past its box's edge (1e-4 deg), it would be held there, with no covariance
+    gradient[:2] *= 1e-4
     assert shares[layout.THETA] < PINNED_SHARE
 
     free = py_to_free(bound, centre)

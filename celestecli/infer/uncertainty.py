@@ -13,10 +13,10 @@ Per source the Hessian is taken over the more probable type's block (position, t
 shape for a galaxy, log r mean and variance, colour means and variances) in free coordinates,
 with the neighbours, the type probability and the colour-component responsibilities held at
 their optimum.  Where that Hessian is not negative definite, the position, the r flux or a colour
-lies on its box's bound, or the source is not at its optimum to within that spread (crowded
-sources, whose neighbours moved after them in the sweep), the mean-field variances stand,
-flagged, with the position's variances given everything else (what a Gaussian factor of q
-would hold).
+lies on or against its box's bound, or the source is not at its optimum to within that spread
+(crowded sources, whose neighbours moved after them in the sweep), the mean-field variances
+stand, flagged, with the position's variances given everything else (what a Gaussian factor of
+q would hold).
 """
 
 import logging
@@ -85,10 +85,12 @@ def block_covariance(bound: np.ndarray, gradient: np.ndarray, hessian: np.ndarra
     ELBO's bound-space gradient (44,) and Hessian (44, 44) at ``bound``.
 
     None where the response does not describe the source: the ELBO is not concave there, a
-    mean (the position too) is pinned on its box's bound (the box leaves it no spread), the
-    result is not finite, or the source is off its optimum by more than that spread (a Newton
-    step would move a mean by more than its SD; crowded sources after the sweep, whose
-    neighbours moved last).
+    mean (the position too) is pinned on its box's bound (the box leaves it no spread) or held
+    against it (along that mean alone the ELBO's optimum lies beyond the bound: there the
+    optimizer stops short of the bound, and the logistic's vanishing slope, not the posterior,
+    would set the spread, SDs of a few 0.001 arcsec or a 0.2% flux), the result is not finite,
+    or the source is off its optimum by more than that spread (a Newton step would move a mean
+    by more than its SD; crowded sources after the sweep, whose neighbours moved last).
 
     Entries pinned on a bound (within PINNED_SHARE of the box's width) stay where they are, as
     a perturbation of the posterior would leave them.  The others are box-constrained,
@@ -103,6 +105,13 @@ def block_covariance(bound: np.ndarray, gradient: np.ndarray, hessian: np.ndarra
         return None
     means = np.searchsorted(inside, _MEANS[type_index])
     block, share, width = block[inside], share[inside], width[inside]
+    # where a Newton step along each mean alone would take it, as a share of its box
+    mean_index = block[means]
+    mean_curvature = -np.diagonal(hessian)[mean_index]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = share[means] + gradient[mean_index] / mean_curvature / width[means]
+    if not np.all((mean_curvature > 0.0) & (reach > 0.0) & (reach < 1.0)):
+        return None
     slope = width * share * (1.0 - share)
     curvature = slope * (1.0 - 2.0 * share)
     g_free = gradient[block] * slope
