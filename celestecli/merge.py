@@ -236,7 +236,8 @@ def merge_catalogs(paths, tolerance_arcsec: float = DEFAULT_TOLERANCE_ARCSEC,
             detail = "; ".join(filter(None, [
                 f"lacks {', '.join(missing)}" if missing else "",
                 f"has extra {', '.join(extra)}" if extra else ""]))
-            raise UsageError(f"{path} has other columns than {paths[0]}: {detail}")
+            raise UsageError(f"{path} has other columns than {paths[0]}: {detail} (catalogs of "
+                             "another celeste version? `celeste infer` remakes the older ones)")
 
     regions = [_region(path, prov) for path, prov in zip(paths, provs, strict=True)]
     fields = set(_check_field_owners(paths, tables, regions, provs))
