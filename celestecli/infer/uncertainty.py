@@ -163,8 +163,7 @@ def posterior_covariance(problem, sources: np.ndarray,
     for k in np.flatnonzero(linear_response):
         cov[k] = responses[k]
     if not linear_response.all():
-        log.info("%d of %d sources keep mean-field uncertainties (flagged %d): off their "
-                 "optimum by more than its spread (crowding), not concave there, or a position, "
-                 "flux or colour on its box's bound", int((~linear_response).sum()), len(sources),
-                 FLAG_MEAN_FIELD_SD)
+        log.info("%d of %d sources keep mean-field uncertainties (flagged %d): not at a "
+                 "concave optimum inside their boxes", int((~linear_response).sum()),
+                 len(sources), FLAG_MEAN_FIELD_SD)
     return cov, linear_response
