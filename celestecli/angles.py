@@ -2,6 +2,8 @@
 
 import numpy as np
 
+ARCSEC_PER_DEG = 3600.0
+
 
 def ra_offset_deg(ra, ra0) -> np.ndarray:
     """ra - ra0 in degrees, wrapped into [-180, 180)."""

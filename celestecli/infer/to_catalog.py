@@ -12,6 +12,7 @@ the rest (flag 16, MEAN_FIELD_SD).
 import numpy as np
 from astropy.table import Table
 
+from celestecli.angles import ARCSEC_PER_DEG
 from celestecli.catalog.schema import (
     COLORS,
     FLAG_BAD_SKY,
@@ -27,7 +28,6 @@ from celestecli.model.shape import half_light_scale, position_angle_deg
 from celestecli.sdss import BANDS
 
 MAG_ERR_FACTOR = 2.5 / np.log(10.0)
-ARCSEC_PER_DEG = 3600.0
 
 # optimizer outcome codes (pyx/celestecli/_kernels/optimize.pyx)
 OPT_CONVERGED, OPT_MAX_ITER, OPT_FAILED = 0, 1, 2

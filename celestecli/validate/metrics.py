@@ -14,6 +14,7 @@ import numpy as np
 from astropy.table import Table
 from scipy.stats import norm, rankdata
 
+from celestecli.angles import ARCSEC_PER_DEG, ra_offset_deg
 from celestecli.catalog import COLORS
 from celestecli.validate.matching import separation_px
 from celestecli.validate.photometry import nmgy_to_asinh_mag
@@ -152,7 +153,6 @@ UNCERTAINTY_FIELDS = (  # the quantity, its catalog column, its posterior SD's c
     ("log_flux_r_nmgy", "flux_r_nmgy", "log_flux_r_stderr"),
     *((f"color_{c}", f"color_{c}", f"color_{c}_stderr") for c in COLORS),
 )
-_ARCSEC_PER_DEG = 3600.0
 
 
 @dataclass
@@ -170,9 +170,9 @@ def _error(truth: Table, pred: Table, name: str, col: str) -> np.ndarray:
     t, p = _col(truth, col), _col(pred, col)
     if name == "ra":
         along = np.cos(np.radians(_col(truth, "dec")))
-        return ((p - t + 180.0) % 360.0 - 180.0) * along * _ARCSEC_PER_DEG
+        return ra_offset_deg(p, t) * along * ARCSEC_PER_DEG
     if name == "dec":
-        return (p - t) * _ARCSEC_PER_DEG
+        return (p - t) * ARCSEC_PER_DEG
     if name == "log_flux_r_nmgy":
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(p) - np.log(t)
