@@ -16,7 +16,7 @@ from celestecli.catalog.io import FORMATS, STREAM_FORMATS, format_from_path
 from celestecli.commands.options import field_arguments, resolve_fields
 from celestecli.errors import CelesteError, UsageError
 from celestecli.fields import FieldID
-from celestecli.infer.settings import INIT_MODES, SKY_MODES, InferSettings, Region
+from celestecli.infer.settings import AUTO_PASSES, INIT_MODES, SKY_MODES, InferSettings, Region
 from celestecli.parallel.interrupts import EXIT_SIGINT, EXIT_SIGTERM, Terminated, sigterm_raises
 from celestecli.parallel.jobs import STDOUT, JobConfig
 from celestecli.parallel.outdir import removed_if_left_empty
@@ -24,6 +24,24 @@ from celestecli.parallel.report import RunReport
 from celestecli.parallel.status import StatusWriter
 
 log = logging.getLogger(__name__)
+
+
+class Passes(click.ParamType):
+    """A number of passes (1 or more), or 'auto'."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == AUTO_PASSES:
+            return value
+        try:
+            passes = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number of passes nor {AUTO_PASSES!r}", param, ctx)
+        if passes < 1:
+            self.fail(f"{passes} passes: give 1 or more, or {AUTO_PASSES!r}", param, ctx)
+        return passes
+
 
 _OPTIONS = [
     field_arguments,
@@ -40,8 +58,9 @@ _OPTIONS = [
     click.option("--region", type=str, default=None,
                  help="Infer only sources in this pixel box of the r frame: X0:X1,Y0:Y1 "
                       "(0-based, end exclusive), e.g. 310:410,630:730."),
-    click.option("--passes", type=click.IntRange(min=1), default=3, show_default=True,
-                 help="Joint coordinate-ascent passes over the sources."),
+    click.option("--passes", type=Passes(), default=3, show_default=True, metavar="N|auto",
+                 help="Joint coordinate-ascent passes over the sources; 'auto' sweeps until no "
+                      "source's ELBO rises by more than half a nat in a pass (crowded fields)."),
     click.option("--seed", type=int, default=42, show_default=True,
                  help="Seed of the source schedule."),
     click.option("--init", "init", type=click.Choice(INIT_MODES), default="auto",

@@ -2,7 +2,8 @@
 
 The sequence of MODEL.md 5.10 for one SDSS field (optionally a pixel region of it): images of
 the five bands, an initial catalog (photoObj or detection), patches and neighbours, a seeded
-conflict-free schedule, ``passes`` sweeps of per-source trust-region Newton, catalog rows.
+conflict-free schedule, sweeps of per-source trust-region Newton (celestecli.infer.sweep),
+catalog rows.
 """
 
 import logging
@@ -14,15 +15,14 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from celestecli._kernels.optimize import optimize_sources
 from celestecli.catalog.schema import empty_catalog
 from celestecli.fields import FieldID
 from celestecli.infer.background import with_local_background
 from celestecli.infer.detect import check_region, in_region
 from celestecli.infer.init import initial_catalog, read_field_photoobj
 from celestecli.infer.problem import build_problem
-from celestecli.infer.schedule import make_schedule
-from celestecli.infer.settings import InferSettings, Region
+from celestecli.infer.settings import AUTO_PASSES, InferSettings, Region
+from celestecli.infer.sweep import SETTLED_RISE, SweepResult, sweep
 from celestecli.infer.to_catalog import catalog_table
 from celestecli.infer.uncertainty import posterior_covariance
 from celestecli.sdss import BANDS
@@ -53,6 +53,7 @@ class FieldResult:
     threads: int
     inputs: list[Path]
     frame_size: tuple[int, int]  # (width, height) of the r frame, for merge's edge distances
+    passes: int = 0  # sweeps made over the sources (--passes auto chooses)
 
     @property
     def core_seconds_per_source(self) -> float:
@@ -77,6 +78,17 @@ def _targets(images: list[Image], entries, region: Region | None) -> np.ndarray:
     if region is None:
         return np.ones(len(entries), dtype=bool)
     return in_region(images[R_BAND], entries.ra, entries.dec, region.box())
+
+
+def _log_settling(fid: FieldID, passes: int | str, swept: SweepResult) -> None:
+    """Say whether the sweep left sources short of their optimum (crowded fields)."""
+    if swept.unsettled:
+        hint = ("" if passes == AUTO_PASSES
+                else f"; --passes {AUTO_PASSES} sweeps until they settle")
+        log.warning("%s: %d sources still rose by more than %g nats in the last of %d passes "
+                    "(a crowded field?)%s", fid, swept.unsettled, SETTLED_RISE, swept.passes, hint)
+    elif passes == AUTO_PASSES:
+        log.info("%s: the sources settled in %d passes", fid, swept.passes)
 
 
 def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
@@ -114,26 +126,10 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
                                seconds=time.perf_counter() - start, threads=threads,
                                inputs=field_inputs(data_dir, fid),
                                frame_size=r_image.shape[::-1])
-        # A source without neighbours does not see the others' updates: after the first pass
-        # it is at its optimum, so later passes revisit only sources that have neighbours.
-        coupled = np.array([s for s in targets if problem.neighbours[s]], dtype=np.int64)
-        schedules = [make_schedule(targets, problem.neighbours, problem.pixel_cost, settings.seed)]
-        if settings.passes > 1:
-            schedules.append(make_schedule(coupled, problem.neighbours, problem.pixel_cost,
-                                           settings.seed))
-        n = problem.n_sources
-        status = np.zeros(n, dtype=np.int64)
-        iterations = np.zeros(n, dtype=np.int64)
-        evaluations = np.zeros(n, dtype=np.int64)
-        elbo = np.full(n, np.nan)
-        for pass_index in range(settings.passes):
-            schedule = schedules[min(pass_index, 1)]
-            for b in range(schedule.n_batches):
-                optimize_sources(problem.cy, schedule.batch_ptr[b:b + 2].copy(),
-                                 schedule.comp_ptr, schedule.comp_src, settings.trust_region, 1,
-                                 threads, status, iterations, evaluations, elbo)
-                if progress is not None:
-                    progress(len(schedule.batch_sources(b)))
+        swept = sweep(problem, targets, settings.passes, settings.seed, settings.trust_region,
+                      threads, progress)
+        status, iterations, elbo = swept.status, swept.iterations, swept.elbo
+        _log_settling(fid, settings.passes, swept)
         params = problem.params[targets]
         ix, iy = images[I_BAND].wcs.all_world2pix(params[:, 0], params[:, 1], 0)
         bad_sky = np.array([is_sky_bad(images[I_BAND], float(x), float(y))
@@ -158,5 +154,5 @@ def infer_field(data_dir: Path, fid: FieldID, settings: InferSettings,
     return FieldResult(fid=fid, table=table, n_sources=len(targets),
                        n_converged=int(np.sum(status[targets] == 0)), seconds=seconds,
                        threads=threads, inputs=field_inputs(data_dir, fid),
-                       frame_size=r_image.shape[::-1])
+                       frame_size=r_image.shape[::-1], passes=swept.passes)
 

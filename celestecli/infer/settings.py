@@ -10,6 +10,7 @@ from celestecli.errors import UsageError
 
 INIT_MODES = ("auto", "photo", "detect")  # see celestecli.infer.init_catalog
 SKY_MODES = ("sdss", "local")  # see celestecli.infer.background
+AUTO_PASSES = "auto"  # sweep until the sources settle: see celestecli.infer.sweep
 
 ELBO_TRUST_REGION = dict(
     initial_radius=1.0,
@@ -66,7 +67,7 @@ class Region:
 class InferSettings:
     """What ``celeste infer`` does for each field."""
 
-    passes: int = 3
+    passes: int | str = 3  # or AUTO_PASSES
     seed: int = 42
     threads: int | None = None
     init: str = "auto"

@@ -102,8 +102,9 @@ def catalog_provenance(result, config: JobConfig, inputs: list[InputFile],
 
     settings = config.settings
     width, height = result.frame_size
-    extra = {"PASSES": settings.passes, "INIT": settings.init, "SKY": settings.sky,
-             "UNCERT": METHOD, KEYWORD: fprint, "IMAGEW": int(width), "IMAGEH": int(height)}
+    extra = {"PASSES": settings.passes, "NPASSES": result.passes, "INIT": settings.init,
+             "SKY": settings.sky, "UNCERT": METHOD, KEYWORD: fprint, "IMAGEW": int(width),
+             "IMAGEH": int(height)}
     if settings.region is not None:
         extra["REGION"] = str(settings.region)
     return Provenance(command_line=config.command_line, fields=[str(result.fid)],

@@ -172,9 +172,10 @@ cdef int solve_subproblem(const double* g, const double* h, double radius, int n
 
 
 cdef int trust_region_minimize(objective_fn fun, void* ctx, double* x, int n,
-                               const TRSettings* st, double* f_out, int* n_iter,
-                               int* n_eval) noexcept nogil:
-    """Minimise fun from x (overwritten by the result).  Returns an OPT_* code."""
+                               const TRSettings* st, double* f_out, double* f_start,
+                               int* n_iter, int* n_eval) noexcept nogil:
+    """Minimise fun from x (overwritten by the result); f_start gets fun at the start.
+    Returns an OPT_* code."""
     if n > MAX_N:
         return OPT_FAILED
     cdef double* buf = <double*>malloc((2 * n * n + 4 * n + 3 * n * n + 6 * n) * sizeof(double))
@@ -195,6 +196,7 @@ cdef int trust_region_minimize(objective_fn fun, void* ctx, double* x, int n,
     if fun(ctx, x, &f, g, h) != 0:
         free(buf)
         return OPT_FAILED
+    f_start[0] = f
     gmax = 0.0
     for i in range(n):
         gmax = fmax(gmax, fabs(g[i]))
@@ -283,19 +285,21 @@ cdef int source_objective(void* ctx, const double* x, double* f, double* g,
 
 
 cdef int optimize_source(const Problem* pd, long s, const TRSettings* st, double* elbo,
-                         int* n_iter, int* n_eval) noexcept nogil:
-    """Maximise source s's ELBO with its neighbours fixed; writes its row of pd.params."""
+                         double* gain, int* n_iter, int* n_eval) noexcept nogil:
+    """Maximise source s's ELBO with its neighbours fixed; writes its row of pd.params, the
+    ELBO reached and by how much it rose (the field's ELBO rises by as much)."""
     cdef SourceWork work
     cdef SourceObjective o
     cdef double x[NF]
     cdef double bound[NP]
     cdef double g_bound[NP]
-    cdef double f
+    cdef double f, f_start = 0.0
     cdef int code
     cdef double* scratch
     cdef double* row = pd.params + NP * s
     n_iter[0] = 0                                 # also when the source fails before iterating
     n_eval[0] = 0
+    gain[0] = 0.0
     if source_work_init(pd, s, &work, 1) != 0:
         return OPT_FAILED
     scratch = <double*>malloc((NP * NP + NP * NF) * sizeof(double))
@@ -313,10 +317,11 @@ cdef int optimize_source(const Problem* pd, long s, const TRSettings* st, double
     memcpy(bound, row, NP * sizeof(double))
     enforce_bounds(o.pos_center, bound)
     to_free(bound, o.pos_center, x)
-    code = trust_region_minimize(source_objective, &o, x, NF, st, &f, n_iter, n_eval)
+    code = trust_region_minimize(source_objective, &o, x, NF, st, &f, &f_start, n_iter, n_eval)
     if code != OPT_FAILED:
         to_bound(x, o.pos_center, row)
         elbo[0] = -f
+        gain[0] = f_start - f
     free(scratch)
     source_work_free(&work)
     return code
@@ -343,31 +348,33 @@ cdef TRSettings settings_from(dict d):
 def optimize_sources(CyProblem problem, const long[::1] batch_ptr, const long[::1] comp_ptr,
                      const long[::1] comp_src, dict settings, int passes, int n_threads,
                      long[::1] status, long[::1] iterations, long[::1] evaluations,
-                     double[::1] elbo):
+                     double[::1] elbo, double[::1] gain):
     """Block coordinate ascent over a field (MODEL.md 5.7).
 
     Batches are separated by barriers; batch b holds components comp_ptr-ranges
     batch_ptr[b]..batch_ptr[b+1]-1, and component c the sources
     comp_src[comp_ptr[c]:comp_ptr[c+1]], processed in that order by one thread.  The per-source
     outputs (status, iterations and evaluations summed over passes, last ELBO) are written in
-    place.  Deterministic for given batches: no two components of a batch share neighbours.
+    place, and gain gets each source's rise of the ELBO added (the field's ELBO rises by their
+    sum).  Deterministic for given batches: no two components of a batch share neighbours.
     """
     cdef TRSettings st = settings_from(settings)
     cdef long n_src = problem.pd.n_sources
     if not (status.shape[0] == iterations.shape[0] == evaluations.shape[0] == elbo.shape[0]
-            == n_src):
+            == gain.shape[0] == n_src):
         raise ValueError("per-source output arrays must have one entry per source")
     if batch_ptr.shape[0] < 1 or comp_ptr.shape[0] < 1:
         raise ValueError("empty batch or component pointer array")
     with nogil:
         sweep(&problem.pd, &batch_ptr[0], batch_ptr.shape[0] - 1, &comp_ptr[0], &comp_src[0]
               if comp_src.shape[0] else NULL, &st, passes, max(1, n_threads),
-              &status[0], &iterations[0], &evaluations[0], &elbo[0])
+              &status[0], &iterations[0], &evaluations[0], &elbo[0], &gain[0])
 
 
 cdef void sweep(const Problem* pd, const long* batch_ptr, long n_batches, const long* comp_ptr,
                 const long* comp_src, const TRSettings* st, int passes, int n_threads,
-                long* status, long* iterations, long* evaluations, double* elbo) noexcept nogil:
+                long* status, long* iterations, long* evaluations, double* elbo,
+                double* gain) noexcept nogil:
     cdef long b, c, start, stop
     cdef int pas
     for pas in range(passes):
@@ -376,22 +383,23 @@ cdef void sweep(const Problem* pd, const long* batch_ptr, long n_batches, const 
             stop = batch_ptr[b + 1]
             for c in prange(start, stop, schedule="dynamic", num_threads=n_threads):
                 optimize_component(pd, comp_src, comp_ptr[c], comp_ptr[c + 1], st,
-                                   status, iterations, evaluations, elbo)
+                                   status, iterations, evaluations, elbo, gain)
 
 
 cdef void optimize_component(const Problem* pd, const long* comp_src, long first, long last,
                              const TRSettings* st, long* status, long* iterations,
-                             long* evaluations, double* elbo) noexcept nogil:
+                             long* evaluations, double* elbo, double* gain) noexcept nogil:
     """Optimise the sources of one component in order (one thread)."""
     cdef long k, s
     cdef int code, it = 0, ev = 0
-    cdef double value = 0.0
+    cdef double value = 0.0, rise = 0.0
     for k in range(first, last):
         s = comp_src[k]
-        code = optimize_source(pd, s, st, &value, &it, &ev)
+        code = optimize_source(pd, s, st, &value, &rise, &it, &ev)
         status[s] = code
         iterations[s] += it
         evaluations[s] += ev
+        gain[s] += rise
         if code != OPT_FAILED:
             elbo[s] = value
 
@@ -464,11 +472,12 @@ def trust_region(fun, x0, dict settings):
     x = np.array(x0, dtype=np.float64)
     cdef double[::1] xv = x
     cdef int n = x.shape[0], n_iter = 0, n_eval = 0, code
-    cdef double f = 0.0
+    cdef double f = 0.0, f_start = 0.0
     pyfun = _PyFun(fun, n)
     cdef PyObjective ctx
     ctx.fun = <void*>pyfun
-    code = trust_region_minimize(python_objective, &ctx, &xv[0], n, &st, &f, &n_iter, &n_eval)
+    code = trust_region_minimize(python_objective, &ctx, &xv[0], n, &st, &f, &f_start, &n_iter,
+                                 &n_eval)
     if pyfun.error is not None:
         raise pyfun.error
     return x, f, code, n_iter, n_eval

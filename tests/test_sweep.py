@@ -1,0 +1,94 @@
+"""The joint sweep: fixed passes, and --passes auto sweeping until the sources settle."""
+
+import logging
+import subprocess
+import sys
+
+import numpy as np
+from sim_fields import source, write_sources
+
+from celestecli.catalog.io import read_catalog
+from celestecli.fields import FieldID
+from celestecli.infer.field import InferSettings, infer_field
+from celestecli.infer.problem import build_problem
+from celestecli.infer.settings import ELBO_TRUST_REGION
+from celestecli.infer.sweep import MAX_AUTO_PASSES, SETTLED_RISE, sweep
+from celestecli.sdss.image import load_field
+from celestecli.sdss.photoobj import read_photoobj
+
+FID = FieldID(9000, 1, 1)
+
+
+def crowd(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return [source(*rng.uniform(10, 86, 2), bool(rng.random() < 0.5), rng.uniform(2.5, 5.0),
+                   sigma_px=rng.uniform(1, 3)) for _ in range(n)]
+
+
+def fresh_problem(data_dir):
+    images = load_field(data_dir, FID)
+    entries = read_photoobj(data_dir / "9000" / "1" / "1" / "photoObj-009000-1-0001.fits")
+    return build_problem(images, entries)
+
+
+def run(problem, passes):
+    targets = np.arange(problem.n_sources, dtype=np.int64)
+    return sweep(problem, targets, passes, 42, dict(ELBO_TRUST_REGION), 1)
+
+
+def test_auto_stops_at_the_first_pass_in_which_no_source_rises_by_half_a_nat(tmp_path):
+    write_sources(tmp_path, FID, crowd(), seed=2)
+    auto_problem = fresh_problem(tmp_path)
+    auto = run(auto_problem, "auto")
+    assert auto.unsettled == 0 and 2 < auto.passes < MAX_AUTO_PASSES
+    # the same sweep, stopped one pass earlier, still had a source rising by more
+    shorter = run(fresh_problem(tmp_path), auto.passes - 1)
+    assert shorter.unsettled > 0
+    fixed_problem = fresh_problem(tmp_path)
+    fixed = run(fixed_problem, auto.passes)
+    assert fixed.passes == auto.passes and fixed.unsettled == 0
+    np.testing.assert_array_equal(fixed_problem.params, auto_problem.params)
+    np.testing.assert_array_equal(fixed.elbo, auto.elbo)
+    # and one more pass moves no source by more than the tolerance either
+    assert run(auto_problem, 1).unsettled == 0
+
+
+def test_sources_without_neighbours_settle_in_one_pass(tmp_path):
+    write_sources(tmp_path, FID, [source(25, 30, True, 4.0), source(70, 65, False, 4.2)])
+    problem = fresh_problem(tmp_path)
+    assert not any(problem.neighbours)
+    result = run(problem, "auto")
+    assert result.passes == 1 and result.unsettled == 0
+
+
+def test_infer_says_when_sources_are_still_moving_and_auto_settles_them(tmp_path, caplog):
+    write_sources(tmp_path, FID, crowd(), seed=2)
+    with caplog.at_level(logging.INFO, logger="celestecli.infer.field"):
+        one = infer_field(tmp_path, FID, InferSettings(threads=1, passes=1))
+    moving = [r.getMessage() for r in caplog.records if "still rose" in r.getMessage()]
+    assert one.passes == 1 and len(moving) == 1
+    assert f"by more than {SETTLED_RISE:g} nats in the last of 1 passes" in moving[0]
+    assert "--passes auto sweeps until they settle" in moving[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="celestecli.infer.field"):
+        auto = infer_field(tmp_path, FID, InferSettings(threads=1, passes="auto"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("still rose" in m for m in messages)
+    assert f"{FID}: the sources settled in {auto.passes} passes" in messages
+    assert np.sum(auto.table["elbo"]) > np.sum(one.table["elbo"])
+
+
+def test_cli_records_the_passes_asked_for_and_made(tmp_path):
+    write_sources(tmp_path, FID, crowd(), seed=2)
+    out = tmp_path / "auto.fits"
+    done = subprocess.run([sys.executable, "-m", "celestecli", "infer", str(FID), "--data-dir",
+                           str(tmp_path), "--passes", "auto", "-o", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    extra = read_catalog(out).meta["provenance"].extra
+    assert extra["PASSES"] == "auto" and 2 < extra["NPASSES"] < MAX_AUTO_PASSES
+    refused = subprocess.run([sys.executable, "-m", "celestecli", "infer", str(FID),
+                              "--data-dir", str(tmp_path), "--passes", "some"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "'some' is neither a number of passes nor 'auto'" in refused.stderr
