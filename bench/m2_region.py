@@ -3,9 +3,10 @@
 Runs ``celeste infer 2583/2/136 --region 310:410,630:730`` on the files in ../shared/data/sdss
 and scores its stars against the Hubble ACS star list (1-pixel one-to-one pairing, r brighter
 than 21), next to the same run with ``--sky local`` (the cluster's unresolved light added to the
-sky) and SEP run alone (MODEL.md 7.6 settings) on the same r-band pixels.  Then, for the default
-run, the share of the paired stars' Hubble positions and r fluxes within one posterior SD of
-ours: what the SDs are worth where the model misses much (crowding, the cluster's light).
+sky), with ``--sky local --passes auto`` (swept until the sources settle: ``settled``) and SEP
+run alone (MODEL.md 7.6 settings) on the same r-band pixels.  Then, for the default and the
+settled run, the share of the paired stars' Hubble positions and r fluxes within one posterior
+SD of ours: what the SDs are worth where the model misses much (crowding, the cluster's light).
 """
 
 import json
@@ -66,17 +67,19 @@ def main() -> None:
         print(f"skipped: {DATA} not found")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        ours, local, sep = (Path(tmp) / f"{name}.fits" for name in ("celeste", "local", "sep"))
-        for path, sky in ((ours, "sdss"), (local, "local")):
+        ours, local, settled, sep = (Path(tmp) / f"{name}.fits"
+                                     for name in ("celeste", "local", "settled", "sep"))
+        for path, sky, passes in ((ours, "sdss", "3"), (local, "local", "3"),
+                                  (settled, "local", "auto")):
             run = celeste("infer", str(FIELD), "--data-dir", str(DATA / "sdss"), "--region",
-                          REGION, "--sky", sky, "-o", str(path))
-            print(f"--sky {sky}: {run.stderr.strip().splitlines()[-1]}")
+                          REGION, "--sky", sky, "--passes", passes, "-o", str(path))
+            print(f"--sky {sky} --passes {passes}: {run.stderr.strip().splitlines()[-1]}")
         n_sep = sep_catalog(sep)
         print(f"sep alone: {n_sep} detections in the region")
         truth = DATA / "truth" / "true_hubble_m2.npz"
         result = celeste("validate", str(ours), "--truth", str(truth),
                          "--data-dir", str(DATA / "sdss"), "--compare", str(local),
-                         "--compare", str(sep),
+                         "--compare", str(settled), "--compare", str(sep),
                          "--max-mag", "21", "--json")
         report = json.loads(result.stdout)
         print("stars with r < 21, one-to-one pairing within 1 pixel:")
@@ -85,7 +88,9 @@ def main() -> None:
             print(f"  {entry['catalog']['name']:8s} truth {o['n_true']:4d}  "
                   f"found {o['n_true_found']:4d}  recall {o['recall']:.3f}  "
                   f"catalog {o['n_pred']:4d}  precision {o['precision']:.3f}  F1 {o['f1']:.3f}")
-        print_calibration(ours, truth)
+        for path in (ours, settled):
+            print(f"{path.stem}: ", end="")
+            print_calibration(path, truth)
 
 
 if __name__ == "__main__":
