@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from sim_fields import source, write_sources
 
 from celestecli.catalog.io import read_catalog
 from celestecli.fields import FieldID
+from celestecli.infer import sweep as sweep_module
 from celestecli.infer.field import InferSettings, infer_field
 from celestecli.infer.problem import build_problem
 from celestecli.infer.settings import ELBO_TRUST_REGION
@@ -36,21 +38,48 @@ def run(problem, passes):
     return sweep(problem, targets, passes, 42, dict(ELBO_TRUST_REGION), 1)
 
 
-def test_auto_stops_at_the_first_pass_in_which_no_source_rises_by_half_a_nat(tmp_path):
-    write_sources(tmp_path, FID, crowd(), seed=2)
-    auto_problem = fresh_problem(tmp_path)
-    auto = run(auto_problem, "auto")
+@pytest.fixture(scope="module")
+def crowd_problem(tmp_path_factory):
+    """The crowd's problem (built once: its PSF fits are slow) and its initial parameters."""
+    data_dir = tmp_path_factory.mktemp("crowd")
+    write_sources(data_dir, FID, crowd(), seed=2)
+    problem = fresh_problem(data_dir)
+    return problem, problem.params.copy()
+
+
+def restarted(crowd_problem):
+    """The crowd's problem back at its initial parameters (the kernels share ``params``)."""
+    problem, start = crowd_problem
+    problem.params[:] = start
+    return problem
+
+
+def test_auto_stops_at_the_first_pass_in_which_no_source_rises_by_half_a_nat(crowd_problem):
+    auto = run(restarted(crowd_problem), "auto")
+    auto_params = crowd_problem[0].params.copy()
     assert auto.unsettled == 0 and 2 < auto.passes < MAX_AUTO_PASSES
     # the same sweep, stopped one pass earlier, still had a source rising by more
-    shorter = run(fresh_problem(tmp_path), auto.passes - 1)
+    shorter = run(restarted(crowd_problem), auto.passes - 1)
     assert shorter.unsettled > 0
-    fixed_problem = fresh_problem(tmp_path)
-    fixed = run(fixed_problem, auto.passes)
+    fixed = run(restarted(crowd_problem), auto.passes)
     assert fixed.passes == auto.passes and fixed.unsettled == 0
-    np.testing.assert_array_equal(fixed_problem.params, auto_problem.params)
+    np.testing.assert_array_equal(crowd_problem[0].params, auto_params)
     np.testing.assert_array_equal(fixed.elbo, auto.elbo)
     # and one more pass moves no source by more than the tolerance either
-    assert run(auto_problem, 1).unsettled == 0
+    assert run(crowd_problem[0], 1).unsettled == 0
+
+
+def test_auto_sweeps_on_while_a_source_rises_and_stops_at_the_cap(crowd_problem, monkeypatch):
+    # a tighter tolerance keeps the crowd moving for more passes than the default's 3
+    monkeypatch.setattr(sweep_module, "SETTLED_RISE", 1e-3)
+    tight = run(restarted(crowd_problem), "auto")
+    assert tight.unsettled == 0 and tight.passes > 4
+    assert run(restarted(crowd_problem), tight.passes - 1).unsettled > 0
+    # sources that never settle are swept MAX_AUTO_PASSES times, and counted as unsettled
+    monkeypatch.setattr(sweep_module, "SETTLED_RISE", 0.0)
+    monkeypatch.setattr(sweep_module, "MAX_AUTO_PASSES", 4)
+    capped = run(restarted(crowd_problem), "auto")
+    assert capped.passes == 4 and capped.unsettled > 0
 
 
 def test_sources_without_neighbours_settle_in_one_pass(tmp_path):
@@ -59,6 +88,13 @@ def test_sources_without_neighbours_settle_in_one_pass(tmp_path):
     assert not any(problem.neighbours)
     result = run(problem, "auto")
     assert result.passes == 1 and result.unsettled == 0
+    assert np.all(result.status == 0) and np.all(np.isfinite(result.elbo))
+    # fixed passes make all their passes, and later passes leave the settled sources alone
+    once = result.iterations.copy()
+    problem = fresh_problem(tmp_path)
+    thrice = run(problem, 3)
+    assert thrice.passes == 3 and thrice.unsettled == 0
+    np.testing.assert_array_equal(thrice.iterations, once)
 
 
 def test_infer_says_when_sources_are_still_moving_and_auto_settles_them(tmp_path, caplog):
@@ -87,6 +123,7 @@ def test_cli_records_the_passes_asked_for_and_made(tmp_path):
     assert done.returncode == 0, done.stderr
     extra = read_catalog(out).meta["provenance"].extra
     assert extra["PASSES"] == "auto" and 2 < extra["NPASSES"] < MAX_AUTO_PASSES
+    assert f"{FID}: the sources settled in {extra['NPASSES']} passes" in done.stderr
     refused = subprocess.run([sys.executable, "-m", "celestecli", "infer", str(FID),
                               "--data-dir", str(tmp_path), "--passes", "some"],
                              capture_output=True, text=True)
