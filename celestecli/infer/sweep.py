@@ -4,7 +4,9 @@ conflict-free parallel batches, for a fixed number of passes or until the source
 Each source's optimisation reports how much it raised the ELBO; the field's ELBO rises by the
 sum.  A source whose ELBO still rises by more than SETTLED_RISE nats in a pass has moved by
 about a posterior SD or more since its last turn (a rise of d nats along one direction is a
-move of sqrt(2 d) SDs), so its estimate is not yet the optimum's.  In crowded fields the
+move of sqrt(2 d) SDs, given the rest), so its estimate is not yet the optimum's; a settled
+source's last step was smaller, though a slow sweep may still be several such steps short of
+the joint optimum.  In crowded fields the
 sources trade light with their neighbours and settle slowly: there 3 passes leave many
 unsettled, which ``--passes auto`` sweeps on until none is.
 """
