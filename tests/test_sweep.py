@@ -97,7 +97,8 @@ def test_sources_without_neighbours_settle_in_one_pass(tmp_path):
     np.testing.assert_array_equal(thrice.iterations, once)
 
 
-def test_infer_says_when_sources_are_still_moving_and_auto_settles_them(tmp_path, caplog):
+def test_infer_says_when_sources_are_still_moving_and_auto_settles_them(tmp_path, caplog,
+                                                                          monkeypatch):
     write_sources(tmp_path, FID, crowd(), seed=2)
     with caplog.at_level(logging.INFO, logger="celestecli.infer.field"):
         one = infer_field(tmp_path, FID, InferSettings(threads=1, passes=1))
@@ -111,6 +112,13 @@ def test_infer_says_when_sources_are_still_moving_and_auto_settles_them(tmp_path
     messages = [r.getMessage() for r in caplog.records]
     assert not any("still rose" in m for m in messages)
     assert f"{FID}: the sources settled in {auto.passes} passes" in messages
+    # auto at its cap says that more passes would go on
+    caplog.clear()
+    monkeypatch.setattr(sweep_module, "MAX_AUTO_PASSES", 1)
+    with caplog.at_level(logging.INFO, logger="celestecli.infer.field"):
+        infer_field(tmp_path, FID, InferSettings(threads=1, passes="auto"))
+    capped = [r.getMessage() for r in caplog.records if "still rose" in r.getMessage()]
+    assert len(capped) == 1 and capped[0].endswith("; a --passes above 1 sweeps longer")
     assert np.sum(auto.table["elbo"]) > np.sum(one.table["elbo"])
 
 

@@ -83,7 +83,7 @@ def _targets(images: list[Image], entries, region: Region | None) -> np.ndarray:
 def _log_settling(fid: FieldID, passes: int | str, swept: SweepResult) -> None:
     """Say whether the sweep left sources short of their optimum (crowded fields)."""
     if swept.unsettled:
-        hint = ("" if passes == AUTO_PASSES
+        hint = (f"; a --passes above {swept.passes} sweeps longer" if passes == AUTO_PASSES
                 else f"; --passes {AUTO_PASSES} sweeps until they settle")
         log.warning("%s: %d sources still rose by more than %g nats in the last of %d passes "
                     "(a crowded field?)%s", fid, swept.unsettled, SETTLED_RISE, swept.passes, hint)
