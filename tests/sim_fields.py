@@ -6,6 +6,9 @@ import numpy as np
 
 from celestecli.catalog.provenance import Provenance
 from celestecli.fields import FieldID
+from celestecli.infer.problem import build_problem
+from celestecli.sdss.image import load_field
+from celestecli.sdss.photoobj import read_photoobj
 from celestecli.simulate.field_setup import DEFAULT_CENTRE, builtin_setup
 from celestecli.simulate.simulation import simulate_field
 from celestecli.simulate.truth import Truth
@@ -16,6 +19,21 @@ def source(x, y, star, log_flux_r, colors=(1.0, 0.4, 0.2, 0.1), frac_dev=0.3, ax
            angle_rad=0.5, sigma_px=2.0):
     return dict(x=x, y=y, star=star, log_flux_r=log_flux_r, colors=colors, frac_dev=frac_dev,
                 axis_ratio=axis_ratio, angle_rad=angle_rad, sigma_px=sigma_px)
+
+
+def crowd(n=12, seed=0):
+    """``n`` random stars and galaxies inside a 96 x 96 field, many of them overlapping."""
+    rng = np.random.default_rng(seed)
+    return [source(*rng.uniform(10, 86, 2), bool(rng.random() < 0.5), rng.uniform(2.5, 5.0),
+                   sigma_px=rng.uniform(1, 3)) for _ in range(n)]
+
+
+def field_problem(data_dir: Path, fid: FieldID):
+    """The inference problem of a written field, initialised from its photoObj."""
+    images = load_field(data_dir, fid)
+    entries = read_photoobj(data_dir / str(fid.run) / str(fid.camcol) / str(fid.field)
+                            / f"photoObj-{fid.stem}.fits")
+    return build_problem(images, entries)
 
 
 def write_sources(data_dir: Path, fid: FieldID, sources: list[dict], width: int = 96,

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sim_fields import source, write_sources
+import sim_fields
+from sim_fields import crowd, source, write_sources
 
 from celestecli._kernels.elbo import SourceEvaluator, expected_image, total_elbo
 from celestecli._kernels.optimize import optimize_sources
@@ -27,10 +28,7 @@ R_BAND = 2
 
 
 def field_problem(data_dir, fid=FID):
-    images = load_field(data_dir, fid)
-    entries = read_photoobj(data_dir / str(fid.run) / str(fid.camcol) / str(fid.field)
-                            / f"photoObj-{fid.stem}.fits")
-    return build_problem(images, entries)
+    return sim_fields.field_problem(data_dir, fid)
 
 
 def optimize(problem, sources, settings=ELBO_TRUST_REGION, passes=1, rise=None):
@@ -147,12 +145,6 @@ def test_inference_across_ra_zero_recovers_positions(tmp_path):
     east = ra_offset_deg(ra, truth.ra) * np.cos(dec)
     north = np.asarray(table["dec"]) - truth.dec
     assert np.max(np.hypot(east, north)) * 3600.0 / 0.396 < 0.1  # pixels
-
-
-def crowd(n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    return [source(*rng.uniform(10, 86, 2), bool(rng.random() < 0.5), rng.uniform(2.5, 5.0),
-                   sigma_px=rng.uniform(1, 3)) for _ in range(n)]
 
 
 def test_per_source_results_do_not_depend_on_the_thread_count(tmp_path):

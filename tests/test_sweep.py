@@ -6,31 +6,16 @@ import sys
 
 import numpy as np
 import pytest
-from sim_fields import source, write_sources
+from sim_fields import crowd, field_problem, source, write_sources
 
 from celestecli.catalog.io import read_catalog
 from celestecli.fields import FieldID
 from celestecli.infer import sweep as sweep_module
 from celestecli.infer.field import InferSettings, infer_field
-from celestecli.infer.problem import build_problem
 from celestecli.infer.settings import ELBO_TRUST_REGION
 from celestecli.infer.sweep import MAX_AUTO_PASSES, SETTLED_RISE, sweep
-from celestecli.sdss.image import load_field
-from celestecli.sdss.photoobj import read_photoobj
 
 FID = FieldID(9000, 1, 1)
-
-
-def crowd(n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    return [source(*rng.uniform(10, 86, 2), bool(rng.random() < 0.5), rng.uniform(2.5, 5.0),
-                   sigma_px=rng.uniform(1, 3)) for _ in range(n)]
-
-
-def fresh_problem(data_dir):
-    images = load_field(data_dir, FID)
-    entries = read_photoobj(data_dir / "9000" / "1" / "1" / "photoObj-009000-1-0001.fits")
-    return build_problem(images, entries)
 
 
 def run(problem, passes):
@@ -43,7 +28,7 @@ def crowd_problem(tmp_path_factory):
     """The crowd's problem (built once: its PSF fits are slow) and its initial parameters."""
     data_dir = tmp_path_factory.mktemp("crowd")
     write_sources(data_dir, FID, crowd(), seed=2)
-    problem = fresh_problem(data_dir)
+    problem = field_problem(data_dir, FID)
     return problem, problem.params.copy()
 
 
@@ -84,14 +69,14 @@ def test_auto_sweeps_on_while_a_source_rises_and_stops_at_the_cap(crowd_problem,
 
 def test_sources_without_neighbours_settle_in_one_pass(tmp_path):
     write_sources(tmp_path, FID, [source(25, 30, True, 4.0), source(70, 65, False, 4.2)])
-    problem = fresh_problem(tmp_path)
+    problem = field_problem(tmp_path, FID)
     assert not any(problem.neighbours)
     result = run(problem, "auto")
     assert result.passes == 1 and result.unsettled == 0
     assert np.all(result.status == 0) and np.all(np.isfinite(result.elbo))
     # fixed passes make all their passes, and later passes leave the settled sources alone
     once = result.iterations.copy()
-    problem = fresh_problem(tmp_path)
+    problem = field_problem(tmp_path, FID)
     thrice = run(problem, 3)
     assert thrice.passes == 3 and thrice.unsettled == 0
     np.testing.assert_array_equal(thrice.iterations, once)
