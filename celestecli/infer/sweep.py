@@ -50,13 +50,14 @@ def sweep(problem, targets: np.ndarray, passes: int | str, seed: int, trust_regi
     # A source without neighbours does not see the others' updates: after the first pass it is
     # at its optimum, so later passes revisit only sources that have neighbours.
     coupled = np.array([s for s in targets if problem.neighbours[s]], dtype=np.int64)
+    most = MAX_AUTO_PASSES if passes == AUTO_PASSES else passes
     first = make_schedule(targets, problem.neighbours, problem.pixel_cost, seed)
-    later = make_schedule(coupled, problem.neighbours, problem.pixel_cost, seed)
+    later = (make_schedule(coupled, problem.neighbours, problem.pixel_cost, seed)
+             if most > 1 else None)
     n = problem.n_sources
     status, iterations, evaluations = (np.zeros(n, dtype=np.int64) for _ in range(3))
     elbo = np.full(n, np.nan)
     rise = np.zeros(n)
-    most = MAX_AUTO_PASSES if passes == AUTO_PASSES else passes
     for pass_index in range(most):
         schedule = first if pass_index == 0 else later
         rise[:] = 0.0
